@@ -1,0 +1,99 @@
+-- Sessions: the events (search, click, conversion) of one (user_id, session_id) pair, split where
+-- the gap between two consecutive events exceeds var('session_timeout_minutes'). The producer's
+-- session_id is kept as the outer boundary (two devices of one user are two sessions); anonymous
+-- events (user_id NULL) form their own sessions. session_key is the session_id for the first part
+-- and session_id#n for the n-th part after a split.
+with activity as (
+    select event_id, 'search' as event_type, user_id, session_id, event_time, destination
+    from {{ ref('stg_search_events') }}
+    union all
+    select event_id, 'click', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }})
+    from {{ ref('stg_click_events') }}
+    union all
+    select event_id, 'conversion', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }})
+    from {{ ref('stg_conversion_events') }}
+),
+
+gaps as (
+    select
+        *,
+        lag(event_time) over (
+            partition by user_id, session_id order by event_time, event_id
+        ) as previous_event_time
+    from activity
+),
+
+flagged as (
+    select
+        *,
+        case
+            when previous_event_time is null then 1
+            when event_time > {{ dbt.dateadd('minute', var('session_timeout_minutes'), 'previous_event_time') }} then 1
+            else 0
+        end as starts_session
+    from gaps
+),
+
+numbered as (
+    select
+        *,
+        sum(starts_session) over (
+            partition by user_id, session_id
+            order by event_time, event_id
+            rows between unbounded preceding and current row
+        ) as session_index
+    from flagged
+),
+
+last_search as (
+    select
+        user_id,
+        session_id,
+        session_index,
+        destination,
+        row_number() over (
+            partition by user_id, session_id, session_index
+            order by event_time desc, event_id desc
+        ) as recency
+    from numbered
+    where event_type = 'search' and destination is not null
+),
+
+sessions as (
+    select
+        user_id,
+        session_id,
+        session_index,
+        min(event_time) as session_started_at,
+        max(event_time) as session_ended_at,
+        count(*) as events,
+        sum(case when event_type = 'search' then 1 else 0 end) as searches,
+        sum(case when event_type = 'click' then 1 else 0 end) as clicks,
+        sum(case when event_type = 'conversion' then 1 else 0 end) as conversions
+    from numbered
+    group by user_id, session_id, session_index
+)
+
+select
+    {{ dbt.hash("coalesce(s.user_id, '~anonymous') || '|' || s.session_id || '|' || cast(s.session_index as " ~ dbt.type_string() ~ ")") }} as session_sk,
+    case
+        when s.session_index = 1 then s.session_id
+        else s.session_id || '#' || cast(s.session_index as {{ dbt.type_string() }})
+    end as session_key,
+    s.session_id,
+    cast(s.session_index as bigint) as session_index,
+    s.user_id,
+    s.session_started_at,
+    s.session_ended_at,
+    {{ seconds_between('s.session_started_at', 's.session_ended_at') }} as duration_seconds,
+    cast(s.events as bigint) as events,
+    cast(s.searches as bigint) as searches,
+    cast(s.clicks as bigint) as clicks,
+    cast(s.conversions as bigint) as conversions,
+    l.destination as last_searched_destination
+from sessions as s
+left join last_search as l
+    on l.user_id is not distinct from s.user_id
+    and l.session_id = s.session_id
+    and l.session_index = s.session_index
+    and l.recency = 1

@@ -1,0 +1,48 @@
+-- One row per search: the journey search -> click -> conversion it started. Clicks are the clicks on
+-- its results; conversions and revenue only those within var('conversion_window_hours') of their click.
+with clicks as (
+    select
+        search_event_id,
+        count(*) as clicks,
+        min(event_time) as first_clicked_at
+    from {{ ref('stg_click_events') }}
+    where search_event_id is not null
+    group by search_event_id
+),
+
+conversions as (
+    select
+        search_event_id,
+        count(*) as conversions,
+        sum(booking_value) as revenue,
+        min(converted_at) as first_converted_at
+    from {{ ref('int_conversions') }}
+    where is_within_window and search_event_id is not null
+    group by search_event_id
+)
+
+select
+    s.event_id as search_event_id,
+    s.user_id,
+    s.session_id,
+    s.event_time as searched_at,
+    s.event_date,
+    s.destination,
+    s.platform,
+    s.device_type,
+    s.country,
+    s.utm_source,
+    s.utm_campaign,
+    coalesce(c.clicks, 0) as clicks,
+    c.first_clicked_at,
+    coalesce(v.conversions, 0) as conversions,
+    cast(coalesce(v.revenue, 0) as {{ money_type() }}) as revenue,
+    v.first_converted_at,
+    case
+        when v.conversions > 0 then 'converted'
+        when c.clicks > 0 then 'clicked'
+        else 'searched'
+    end as journey_stage
+from {{ ref('stg_search_events') }} as s
+left join clicks as c on c.search_event_id = s.event_id
+left join conversions as v on v.search_event_id = s.event_id

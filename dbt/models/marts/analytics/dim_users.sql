@@ -1,0 +1,67 @@
+-- One row per known user (anonymous events are left out): when they were first and last seen,
+-- their first-touch context and lifetime totals. Totals count every event of the user; conversions
+-- and lifetime value count every booking, journey_conversions only those within the window.
+with sessions as (
+    select
+        user_id,
+        min(session_started_at) as first_seen_at,
+        max(session_ended_at) as last_seen_at,
+        count(*) as total_sessions,
+        sum(searches) as total_searches,
+        sum(clicks) as total_clicks,
+        sum(conversions) as total_conversions
+    from {{ ref('int_search_sessions') }}
+    where user_id is not null
+    group by user_id
+),
+
+bookings as (
+    select
+        user_id,
+        sum(booking_value) as lifetime_value,
+        sum(case when is_within_window then 1 else 0 end) as journey_conversions
+    from {{ ref('int_conversions') }}
+    where user_id is not null
+    group by user_id
+),
+
+searches as (
+    select
+        user_id,
+        platform,
+        device_type,
+        country,
+        utm_source,
+        utm_campaign,
+        row_number() over (partition by user_id order by searched_at, search_event_id) as search_number
+    from {{ ref('int_user_journeys') }}
+    where user_id is not null
+),
+
+destinations as (
+    select user_id, count(distinct destination) as distinct_destinations
+    from {{ ref('int_user_journeys') }}
+    where user_id is not null and destination is not null
+    group by user_id
+)
+
+select
+    s.user_id,
+    s.first_seen_at,
+    s.last_seen_at,
+    f.platform as first_platform,
+    f.device_type as first_device_type,
+    f.country as first_country,
+    coalesce(f.utm_source, '(none)') as first_utm_source,
+    coalesce(f.utm_campaign, '(none)') as first_utm_campaign,
+    cast(s.total_sessions as bigint) as total_sessions,
+    cast(s.total_searches as bigint) as total_searches,
+    cast(s.total_clicks as bigint) as total_clicks,
+    cast(s.total_conversions as bigint) as total_conversions,
+    cast(coalesce(b.journey_conversions, 0) as bigint) as journey_conversions,
+    cast(coalesce(b.lifetime_value, 0) as {{ money_type() }}) as lifetime_value,
+    cast(coalesce(d.distinct_destinations, 0) as bigint) as distinct_destinations
+from sessions as s
+left join searches as f on f.user_id = s.user_id and f.search_number = 1
+left join bookings as b on b.user_id = s.user_id
+left join destinations as d on d.user_id = s.user_id

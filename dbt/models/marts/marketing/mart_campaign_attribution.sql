@@ -1,0 +1,64 @@
+-- Conversions and revenue per utm_source x utm_campaign, first-touch and last-touch. Only journey
+-- conversions (within the window of their click) count, so each model's totals equal the funnel's.
+-- A conversion's touches are the searches of the same person up to the conversion time: the known
+-- user of its originating search, or for anonymous journeys that search's session.
+-- First touch = the earliest of them, last touch = the latest (ties broken by event id).
+with conversions as (
+    select
+        conversion_id,
+        search_event_id,
+        converted_at,
+        booking_value,
+        coalesce(search_user_id, '~session:' || search_session_id) as person_key
+    from {{ ref('int_conversions') }}
+    where is_within_window and search_event_id is not null
+),
+
+searches as (
+    select
+        coalesce(user_id, '~session:' || session_id) as person_key,
+        search_event_id,
+        searched_at,
+        coalesce(utm_source, '(none)') as utm_source,
+        coalesce(utm_campaign, '(none)') as utm_campaign
+    from {{ ref('int_user_journeys') }}
+),
+
+touches as (
+    select
+        c.conversion_id,
+        c.booking_value,
+        s.utm_source,
+        s.utm_campaign,
+        row_number() over (
+            partition by c.conversion_id order by s.searched_at, s.search_event_id
+        ) as first_rank,
+        row_number() over (
+            partition by c.conversion_id order by s.searched_at desc, s.search_event_id desc
+        ) as last_rank
+    from conversions as c
+    inner join searches as s
+        on s.person_key = c.person_key
+        and (s.searched_at <= c.converted_at or s.search_event_id = c.search_event_id)
+),
+
+credited as (
+    select utm_source, utm_campaign,
+        1 as first_touch_conversions, booking_value as first_touch_revenue,
+        0 as last_touch_conversions, cast(0 as {{ money_type() }}) as last_touch_revenue
+    from touches where first_rank = 1
+    union all
+    select utm_source, utm_campaign, 0, cast(0 as {{ money_type() }}), 1, booking_value
+    from touches where last_rank = 1
+)
+
+select
+    utm_source || ' / ' || utm_campaign as campaign_key,
+    utm_source,
+    utm_campaign,
+    cast(sum(first_touch_conversions) as bigint) as first_touch_conversions,
+    cast(sum(first_touch_revenue) as {{ money_type() }}) as first_touch_revenue,
+    cast(sum(last_touch_conversions) as bigint) as last_touch_conversions,
+    cast(sum(last_touch_revenue) as {{ money_type() }}) as last_touch_revenue
+from credited
+group by utm_source, utm_campaign
