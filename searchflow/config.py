@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="Start embedded Postgres/Redis when none is configured or on localhost.",
     )
 
+    sync_keep_removed: bool = Field(
+        default=False,
+        description="Keep crm.user_segments rows of users who left the mart (default: mirror deletes).",
+    )
+
     @field_validator("postgres_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -1,0 +1,103 @@
+"""Reading a mart for a sync: briefly, read-only, into Arrow, with rejects split off.
+
+DuckDB lets one process hold the warehouse file read-write, and while it does no other process can
+open it at all. A sync therefore opens the file read-only, runs one query per mart, fetches the
+result as Arrow and closes the file before it talks to any destination: the warehouse is held for
+the time of a columnar scan, never for the time of a network write.
+
+Rows a destination cannot take (a NULL or duplicated key, a missing required value) are split off in
+the same query as rejects with a reason, so a bad mart row becomes a ``crm.sync_rejects`` row
+instead of a crash or a silently wrong destination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from searchflow.config import Settings
+from searchflow.errors import SearchflowError
+from searchflow.warehouse import lock_error
+
+
+@dataclass(frozen=True)
+class MartSpec:
+    """What a sync reads: the mart, its key, the columns it copies and those that must be set."""
+
+    sync: str
+    mart: str
+    key: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MartBatch:
+    """The mart's rows split into those to write and those rejected (``_reason``, ``_row`` JSON)."""
+
+    good: pa.Table
+    rejects: pa.Table
+
+    @property
+    def read(self) -> int:
+        return self.good.num_rows + self.rejects.num_rows
+
+
+def missing_mart_error(mart: str) -> SearchflowError:
+    return SearchflowError(
+        f"the mart {mart} does not exist in the warehouse; run `searchflow transform` first"
+    )
+
+
+def reject_query(spec: MartSpec) -> str:
+    """One scan: every row with the reason it cannot be written (NULL when it can)."""
+    cols = ", ".join(spec.columns)
+    missing = " OR ".join(f"{c} IS NULL" for c in spec.required) or "false"
+    reason = f"""CASE
+                   WHEN {spec.key} IS NULL THEN 'null_key'
+                   WHEN count(*) OVER (PARTITION BY {spec.key}) > 1 THEN 'duplicate_key'
+                   WHEN {missing} THEN 'missing_value'
+               END"""
+    # The whole row as JSON only for rejects: encoding every good row would cost a second scan.
+    return f"""
+        SELECT {cols}, {reason} AS _reason,
+               CASE WHEN {reason} IS NOT NULL THEN to_json(m)::VARCHAR END AS _row
+        FROM {spec.mart} AS m
+    """
+
+
+def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
+    """Read one mart read-only into Arrow and close the file at once."""
+    path = settings.warehouse_path
+    if not path.exists():
+        raise missing_mart_error(spec.mart)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise lock_error(path, exc) from None
+        raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
+    try:
+        try:
+            table = con.execute(reject_query(spec)).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            if spec.mart.split(".")[-1] in str(exc):
+                raise missing_mart_error(spec.mart) from None
+            raise SearchflowError(
+                f"the mart {spec.mart} does not have the columns the {spec.sync} sync needs "
+                f"({str(exc).splitlines()[0]}); rebuild it with `searchflow transform`"
+            ) from None
+        except duckdb.BinderException as exc:
+            raise SearchflowError(
+                f"the mart {spec.mart} does not have the columns the {spec.sync} sync needs "
+                f"({str(exc).splitlines()[0]}); rebuild it with `searchflow transform`"
+            ) from None
+    finally:
+        con.close()
+    rejected = pc.is_valid(table["_reason"])
+    good = table.filter(pc.invert(rejected)).select(list(spec.columns))
+    rejects = table.filter(rejected)
+    return MartBatch(good=good, rejects=rejects)
