@@ -1,0 +1,239 @@
+"""Generation: our vectorised generator against the seed documents' per-event dataclass generator.
+
+The seed side is the seed's ``models.py`` + ``generator.py`` + ``FilePublisher`` as written (one
+dataclass per event, ``uuid4()`` and ``random`` per field, ``json.dumps`` per event, the file opened
+in append mode for every event); its ``_generate_click`` / ``_generate_conversion`` ("similar
+methods" in the seed) are written in the same style. Both sides write JSONL files of the same
+number of events to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from uuid import uuid4
+
+EVENTS = 1_000_000
+
+
+# --- the seed documents' generator, faithfully -------------------------------------------------
+
+
+@dataclass
+class SearchEvent:
+    query: str
+    session_id: str
+    event_id: str = field(default_factory=lambda: str(uuid4()))
+    event_type: str = "search"
+    timestamp: datetime = field(default_factory=datetime.utcnow)
+    user_id: str | None = None
+    results_count: int = 0
+    page: int = 1
+    platform: str = "web"
+    device_type: str = "desktop"
+    geo_country: str = "CA"
+    geo_city: str = "Toronto"
+    utm_source: str | None = None
+    utm_campaign: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp.isoformat(),
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "query": self.query,
+            "results_count": self.results_count,
+            "page": self.page,
+            "platform": self.platform,
+            "device_type": self.device_type,
+            "geo": {"country": self.geo_country, "city": self.geo_city},
+            "utm_source": self.utm_source,
+            "utm_campaign": self.utm_campaign,
+        }
+
+
+@dataclass
+class ClickEvent:
+    search_event_id: str
+    session_id: str
+    result_id: str
+    result_position: int
+    result_type: str
+    result_price: float
+    result_destination: str
+    event_id: str = field(default_factory=lambda: str(uuid4()))
+    event_type: str = "click"
+    timestamp: datetime = field(default_factory=datetime.utcnow)
+    user_id: str | None = None
+    result_provider: str = "default"
+
+    def to_dict(self) -> dict:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp.isoformat(),
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "search_event_id": self.search_event_id,
+            "result_id": self.result_id,
+            "result_position": self.result_position,
+            "result_type": self.result_type,
+            "result_price": self.result_price,
+            "result_destination": self.result_destination,
+            "result_provider": self.result_provider,
+        }
+
+
+@dataclass
+class ConversionEvent:
+    click_event_id: str
+    session_id: str
+    booking_value: float
+    commission: float
+    product_type: str
+    event_id: str = field(default_factory=lambda: str(uuid4()))
+    event_type: str = "conversion"
+    timestamp: datetime = field(default_factory=datetime.utcnow)
+    user_id: str | None = None
+    currency: str = "CAD"
+    provider: str = "default"
+
+    def to_dict(self) -> dict:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp.isoformat(),
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "click_event_id": self.click_event_id,
+            "booking_value": self.booking_value,
+            "commission": self.commission,
+            "currency": self.currency,
+            "product_type": self.product_type,
+            "provider": self.provider,
+        }
+
+
+@dataclass
+class SeedConfig:
+    user_pool_size: int = 10_000
+    anonymous_rate: float = 0.2
+    click_through_rate: float = 0.3
+    conversion_rate: float = 0.1
+
+
+class EventGenerator:
+    def __init__(self, config: SeedConfig):
+        self.config = config
+        self.user_pool = [f"user_{i}" for i in range(config.user_pool_size)]
+        self.destinations = ["Miami", "Toronto", "NYC", "LA", "Vegas", "Cancun"]
+        self.queries = [
+            "cheap flights to {dest}",
+            "hotels in {dest}",
+            "vacation packages {dest}",
+            "{dest} deals",
+        ]
+        self.platforms = ["web", "ios", "android"]
+        self.devices = ["desktop", "mobile", "tablet"]
+        self.utm_sources = ["google", "facebook", "email", "direct", None]
+
+    def generate_session(self) -> Generator[dict, None, None]:
+        """Generate a complete user session with search, clicks, conversions."""
+        session_id = str(uuid4())
+        user_id = (
+            random.choice(self.user_pool) if random.random() > self.config.anonymous_rate else None
+        )
+        num_searches = random.randint(1, 5)
+        for _ in range(num_searches):
+            search = self._generate_search(session_id, user_id)
+            yield search.to_dict()
+            if random.random() < self.config.click_through_rate:
+                click = self._generate_click(search, session_id, user_id)
+                yield click.to_dict()
+                if random.random() < self.config.conversion_rate:
+                    conversion = self._generate_conversion(click, session_id, user_id)
+                    yield conversion.to_dict()
+
+    def _generate_search(self, session_id: str, user_id: str | None) -> SearchEvent:
+        dest = random.choice(self.destinations)
+        query = random.choice(self.queries).format(dest=dest)
+        return SearchEvent(
+            query=query,
+            session_id=session_id,
+            user_id=user_id,
+            results_count=random.randint(10, 100),
+            platform=random.choice(self.platforms),
+            device_type=random.choice(self.devices),
+            utm_source=random.choice(self.utm_sources),
+        )
+
+    def _generate_click(
+        self, search: SearchEvent, session_id: str, user_id: str | None
+    ) -> ClickEvent:
+        return ClickEvent(
+            search_event_id=search.event_id,
+            session_id=session_id,
+            user_id=user_id,
+            result_id=str(uuid4()),
+            result_position=random.randint(1, 10),
+            result_type=random.choice(["flight", "hotel", "package"]),
+            result_price=round(random.uniform(50, 2000), 2),
+            result_destination=search.query.split()[-1],
+        )
+
+    def _generate_conversion(
+        self, click: ClickEvent, session_id: str, user_id: str | None
+    ) -> ConversionEvent:
+        booking_value = click.result_price
+        return ConversionEvent(
+            click_event_id=click.event_id,
+            session_id=session_id,
+            user_id=user_id,
+            booking_value=booking_value,
+            commission=round(booking_value * 0.1, 2),
+            product_type=click.result_type,
+        )
+
+
+class FilePublisher:
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, event: dict) -> None:
+        event_type = event["event_type"]
+        filename = self.output_dir / f"{event_type}_events.jsonl"
+        with open(filename, "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+
+def seed_generate(events: int, out: Path) -> int:
+    """The seed's main loop: sessions until ``events`` events are published."""
+    generator = EventGenerator(SeedConfig())
+    publisher = FilePublisher(out)
+    emitted = 0
+    while emitted < events:
+        for event in generator.generate_session():
+            publisher.publish(event)
+            emitted += 1
+            if emitted >= events:
+                break
+    return emitted
+
+
+def seed_generate_in_memory(events: int) -> list[str]:
+    """The seed's objects and ``json.dumps`` per event, without the per-event file open."""
+    generator = EventGenerator(SeedConfig())
+    lines: list[str] = []
+    while len(lines) < events:
+        for event in generator.generate_session():
+            lines.append(json.dumps(event))
+            if len(lines) >= events:
+                break
+    return lines

@@ -1,0 +1,80 @@
+"""A generated batch: the lines to emit, in order, with the ground truth beside them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from generator.config import EVENT_TYPES, GeneratorConfig
+from generator.faults import MALFORMED_CLASSES, Emission, plan
+from generator.simulate import Simulation, simulate
+
+
+@dataclass
+class GeneratedBatch:
+    """What one run produced, before any sink.
+
+    ``emitted`` holds every line in emission order (see :func:`generator.faults.plan` for the
+    columns); :meth:`to_arrow` gives the well-formed events of a type as typed columns, each event
+    once (duplicates and malformed lines are not in it), which is the ground truth the rest of the
+    platform is checked against.
+    """
+
+    batch_id: str
+    config: GeneratorConfig
+    simulation: Simulation
+    emission: Emission
+
+    def lines(self, event_type: str) -> pa.Array:
+        """The lines of one stream (file / Redis stream), in emission order."""
+        return self.emission.lines(event_type)
+
+    @property
+    def meta(self) -> pa.Table:
+        """What each emitted line is, in emission order (no text; see :class:`Emission`)."""
+        return self.emission.meta
+
+    @cached_property
+    def emitted(self) -> pa.Table:
+        """:attr:`meta` plus the ``line`` text, all streams interleaved in emission order."""
+        return self.emission.meta.append_column("line", self.emission.all_lines())
+
+    def stream_table(self, event_type: str) -> pa.Table:
+        """The emitted rows of one stream with their text, in emission order."""
+        meta = self.emission.meta.filter(pc.equal(self.emission.meta["stream"], event_type))
+        return meta.append_column("line", self.lines(event_type))
+
+    def to_arrow(self, event_type: str) -> pa.Table:
+        """Well-formed events of one type, typed (``geo`` flattened to geo_country/geo_city)."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        return self.simulation.table(event_type)
+
+    def to_pandas(self, event_type: str):
+        return self.to_arrow(event_type).to_pandas()
+
+    def counts(self) -> dict[str, Any]:
+        """Ground truth: well-formed events per type, lines per stream, faults per kind."""
+        fault = self.meta["fault"]
+        reasons = self.meta.filter(pc.equal(fault, "malformed"))["reason"]
+        by_reason = {r: int(pc.sum(pc.equal(reasons, r)).as_py() or 0) for r in MALFORMED_CLASSES}
+        streams = self.meta["stream"]
+        return {
+            "events": self.meta.num_rows,
+            **{t: self.simulation.count(t) for t in EVENT_TYPES},
+            "lines": {t: int(pc.sum(pc.equal(streams, t)).as_py() or 0) for t in EVENT_TYPES},
+            "malformed": sum(by_reason.values()),
+            "malformed_by_class": by_reason,
+            "duplicates": int(pc.sum(pc.equal(fault, "duplicate")).as_py() or 0),
+            "late": int(pc.sum(pc.equal(fault, "late")).as_py() or 0),
+        }
+
+
+def generate(config: GeneratorConfig) -> GeneratedBatch:
+    """Simulate the events and plan their emission; touches no file or server."""
+    sim = simulate(config)
+    return GeneratedBatch(config.batch_id, config, sim, plan(config, sim))

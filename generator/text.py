@@ -1,0 +1,177 @@
+"""Vectorised text building: JSON fragments as Arrow string arrays, never one Python str per event.
+
+Fixed-width pieces (UUIDs, timestamps, zero-padded numbers and the constant JSON between them) are
+laid out as one ``(n, width)`` byte matrix with numpy and handed to Arrow as a string array without
+copying; variable pieces (categorical fragments, integers) come from Arrow's ``take`` and ``cast``;
+``binary_join_element_wise`` glues them into lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_DIGIT0 = ord("0")
+US_PER_DAY = 86_400_000_000
+
+Piece = bytes | str | np.ndarray
+
+
+def uuid_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random version-4 UUIDs as an ``(n, 36)`` byte matrix (8-4-4-4-12 hex)."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[raw >> 4]
+    hexed[:, 1::2] = _HEX[raw & 0x0F]
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for src, dst in ((0, 0), (8, 9), (12, 14), (16, 19), (20, 24)):
+        width = {0: 8, 8: 4, 12: 4, 16: 4, 20: 12}[src]
+        out[:, dst : dst + width] = hexed[:, src : src + width]
+    return out
+
+
+_PAIRS = np.array([[_DIGIT0 + i // 10, _DIGIT0 + i % 10] for i in range(100)], dtype=np.uint8)
+_PAIRS16 = _PAIRS.view(np.uint16).reshape(-1)
+
+
+def digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as zero-padded decimal, an ``(n, width)`` byte matrix.
+
+    Two digits per step through a 100-entry lookup table (half the divisions of digit by digit).
+    """
+    values = np.asarray(values, dtype=np.int64)
+    pairs = (width + 1) // 2
+    out = np.empty((len(values), pairs), dtype=np.uint16)
+    rest = values
+    for k in range(pairs - 1, -1, -1):
+        rest, low = np.divmod(rest, 100)
+        out[:, k] = _PAIRS16[low]
+    return out.view(np.uint8).reshape(len(values), 2 * pairs)[:, 2 * pairs - width :]
+
+
+def civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(year, month, day) of days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm)."""
+    z = days.astype(np.int64) + 719_468
+    era = np.floor_divide(z, 146_097)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    return year, month, day
+
+
+def timestamp_bytes(micros: np.ndarray) -> np.ndarray:
+    """UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` of epoch microseconds, an ``(n, 27)`` byte matrix."""
+    micros = np.asarray(micros, dtype=np.int64)
+    days = np.floor_divide(micros, US_PER_DAY)
+    rest = micros - days * US_PER_DAY
+    seconds, fraction = np.divmod(rest, 1_000_000)
+    hours, seconds = np.divmod(seconds, 3600)
+    minutes, seconds = np.divmod(seconds, 60)
+    year, month, day = civil_from_days(days)
+    return compose(
+        len(micros),
+        [
+            digits(year, 4),
+            "-",
+            digits(month, 2),
+            "-",
+            digits(day, 2),
+            "T",
+            digits(hours, 2),
+            ":",
+            digits(minutes, 2),
+            ":",
+            digits(seconds, 2),
+            ".",
+            digits(fraction, 6),
+            "Z",
+        ],
+    )
+
+
+def compose(n: int, pieces: Sequence[Piece]) -> np.ndarray:
+    """Lay constant strings and ``(n, w)`` byte matrices side by side into one ``(n, W)`` matrix."""
+    blocks = [p.encode() if isinstance(p, str) else p for p in pieces]
+    width = sum(len(b) if isinstance(b, bytes) else b.shape[1] for b in blocks)
+    out = np.empty((n, width), dtype=np.uint8)
+    at = 0
+    for block in blocks:
+        if isinstance(block, bytes):
+            out[:, at : at + len(block)] = np.frombuffer(block, dtype=np.uint8)
+            at += len(block)
+        else:
+            out[:, at : at + block.shape[1]] = block
+            at += block.shape[1]
+    return out
+
+
+def fixed_strings(matrix: np.ndarray) -> pa.StringArray:
+    """An ``(n, w)`` byte matrix as an Arrow string array of n strings of w bytes (zero-copy)."""
+    n, width = matrix.shape
+    if n * width >= 2**31:
+        offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int64))
+        data = pa.py_buffer(np.ascontiguousarray(matrix))
+        return pa.LargeStringArray.from_buffers(n, offsets, data).cast(pa.string())
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32))
+    return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(np.ascontiguousarray(matrix)))
+
+
+def fragments(vocabulary: Sequence[str], index: np.ndarray) -> pa.Array:
+    """``vocabulary[index]`` for every row, as Arrow strings (a gather, not a Python loop)."""
+    return pa.array(vocabulary, type=pa.string()).take(pa.array(index, type=pa.int32()))
+
+
+def integers(values: np.ndarray) -> pa.Array:
+    """Integers as their decimal JSON text."""
+    return pc.cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+
+
+def money(cents: np.ndarray) -> pa.Array:
+    """Amounts in cents as JSON numbers with exactly two decimals (``-12.05`` for -1205)."""
+    cents = np.asarray(cents, dtype=np.int64)
+    whole = integers(np.abs(cents) // 100)
+    frac = fixed_strings(compose(len(cents), [".", digits(np.abs(cents) % 100, 2)]))
+    text = join(whole, frac)
+    negative = cents < 0
+    if negative.any():
+        text = pc.if_else(pa.array(negative), join("-", text), text)
+    return text
+
+
+def join(*pieces: pa.Array | str) -> pa.Array:
+    """Row-wise concatenation of string arrays and constants."""
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def to_text_buffer(lines: pa.Array, terminator: str = "\n") -> memoryview:
+    """All lines, each followed by ``terminator``, as one contiguous buffer (for a single write)."""
+    if len(lines) == 0:
+        return memoryview(b"")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    terminated = join(lines, terminator)
+    width = np.int64 if terminated.type == pa.large_string() else np.int32
+    offsets = np.frombuffer(terminated.buffers()[1], dtype=width)
+    start = int(offsets[terminated.offset])
+    stop = int(offsets[terminated.offset + len(terminated)])
+    return memoryview(terminated.buffers()[2])[start:stop]
+
+
+def take_rows(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``matrix[index]`` for a byte matrix, moving each row as one item (much faster than 2-D)."""
+    matrix = np.ascontiguousarray(matrix)
+    width = matrix.shape[1]
+    if width == 0 or len(matrix) == 0:
+        return np.zeros((len(index), width), dtype=np.uint8)
+    rows = matrix.view(f"V{width}").reshape(-1)
+    return rows[index].view(np.uint8).reshape(len(index), width)
