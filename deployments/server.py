@@ -1,0 +1,203 @@
+"""Find the Prefect API to use, or start a local ``prefect server start`` and stop it afterwards.
+
+Triggers are evaluated only by a real server (the in-process ephemeral API never fires a deployment
+trigger), so the served chain always talks to one: the configured ``PREFECT_API_URL`` when set,
+otherwise a server started here on a free port with its own ``PREFECT_HOME``. Readiness is polled on
+``/api/health``; nothing sleeps blindly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searchflow.errors import ServiceUnavailable
+
+# A loaded 2-core machine took ~50 s to answer the first health check; leave room.
+DEFAULT_START_TIMEOUT = 180.0
+
+
+def prefect_executable() -> str:
+    """The ``prefect`` script of this interpreter's environment (falls back to ``python -m prefect``)."""
+    candidate = Path(sys.executable).with_name("prefect")
+    return str(candidate) if candidate.exists() else ""
+
+
+def prefect_command(*args: str) -> list[str]:
+    exe = prefect_executable()
+    return [exe, *args] if exe else [sys.executable, "-m", "prefect", *args]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """True when ``<api_url>/health`` answers 200."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def ui_url(api_url: str) -> str:
+    """The UI's address for an API URL (same host, without ``/api``)."""
+    return api_url.rstrip("/").removesuffix("/api")
+
+
+def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a local server: its own PREFECT_HOME, no analytics, no inherited API URL."""
+    env = dict(os.environ if base is None else base)
+    env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_API_KEY", None)
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        }
+    )
+    return env
+
+
+@dataclass
+class PrefectServer:
+    """A Prefect API; ``process`` is set only when this code started the server (and must stop it)."""
+
+    api_url: str
+    process: subprocess.Popen | None = None
+    home: Path | None = None
+    log_path: Path | None = None
+    started_here: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started_here = self.process is not None
+
+    @property
+    def ui_url(self) -> str:
+        return ui_url(self.api_url)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the server this code started (its whole process group); a no-op otherwise."""
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
+            self.process = None
+
+    def __enter__(self) -> PrefectServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the group a child leads (it was started with its own session), then SIGKILL if needed."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        process.wait(timeout=10)
+
+
+def wait_healthy(
+    api_url: str,
+    timeout: float,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+) -> None:
+    """Poll the health endpoint until it answers; fail early if the server process died."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while time.monotonic() < deadline:
+        if api_healthy(api_url):
+            return
+        if process is not None and process.poll() is not None:
+            raise ServiceUnavailable(
+                f"the Prefect server exited with code {process.returncode} before answering; "
+                f"see {log_path}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    raise ServiceUnavailable(
+        f"the Prefect server at {api_url} did not answer within {timeout:.0f} s"
+        + (f"; see {log_path}" if log_path else "; check that it is running")
+    )
+
+
+def start_server(
+    home: Path,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    ui: bool = True,
+    timeout: float = DEFAULT_START_TIMEOUT,
+) -> PrefectServer:
+    """Start ``prefect server start`` on a free port under ``home`` and wait until it is healthy."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    env = server_env(home)
+    env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
+    log_path = home / "server.log"
+    api_url = f"http://{host}:{port}/api"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            prefect_command("server", "start", "--host", host, "--port", str(port)),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = PrefectServer(api_url=api_url, process=process, home=home, log_path=log_path)
+    try:
+        wait_healthy(api_url, timeout, process, log_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment or the active Prefect profile, if any."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import get_current_settings
+
+    value = get_current_settings().api.url
+    return str(value) if value else None
+
+
+def find_or_start_server(
+    home: Path, ui: bool = True, timeout: float = DEFAULT_START_TIMEOUT
+) -> PrefectServer:
+    """The configured API when there is one (it must answer), else a local server under ``home``."""
+    api_url = configured_api_url()
+    if api_url:
+        if not api_healthy(api_url, timeout=10):
+            raise ServiceUnavailable(
+                f"PREFECT_API_URL={api_url} does not answer; start that server "
+                "(prefect server start) or unset PREFECT_API_URL to let searchflow start one"
+            )
+        return PrefectServer(api_url=api_url)
+    return start_server(home, ui=ui, timeout=timeout)

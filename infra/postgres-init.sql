@@ -1,0 +1,2 @@
+-- The Prefect server keeps its own database beside SearchFlow's on the compose Postgres.
+CREATE DATABASE prefect;

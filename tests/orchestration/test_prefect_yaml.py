@@ -1,0 +1,120 @@
+"""prefect.yaml: every entrypoint imports, names, parameters, triggers and schedules are what the
+chain needs (no server: this is the check that fails first when a flow changes its signature)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from deployments import DEFAULT_POOL, PREFECT_YAML
+from deployments.follow import CHAIN, UPSTREAM
+from deployments.prepare import deployment_configs, load_project
+
+EXPECTED = [deployment for _, deployment in CHAIN]
+TRIGGER_EVENT = {
+    "ingest-events": "searchflow.generation.validated",
+    "transform": "searchflow.ingestion.validated",
+    "sync-user-segments": "searchflow.transformation.validated",
+    "sync-email-triggers": "searchflow.transformation.validated",
+    "sync-recommendations": "searchflow.transformation.validated",
+}
+
+
+@pytest.fixture(scope="module")
+def project() -> dict:
+    return load_project(PREFECT_YAML)
+
+
+@pytest.fixture(scope="module")
+def by_name(project: dict) -> dict[str, dict]:
+    return {d["name"]: d for d in project["deployments"]}
+
+
+def _flow(entrypoint: str):
+    path, _, function = entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, function)
+
+
+def test_one_deployment_per_flow(by_name: dict[str, dict]) -> None:
+    assert sorted(by_name) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_entrypoint_imports_and_names_the_flow(by_name: dict[str, dict], name: str) -> None:
+    from prefect import Flow
+
+    flow = _flow(by_name[name]["entrypoint"])
+    assert isinstance(flow, Flow)
+    assert flow.name == name
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_parameters_are_flow_parameters(by_name: dict[str, dict], name: str) -> None:
+    config = by_name[name]
+    accepted = set(inspect.signature(_flow(config["entrypoint"]).fn).parameters)
+    assert set(config.get("parameters") or {}) <= accepted
+    for trigger in config.get("triggers") or []:
+        assert set(trigger.get("parameters") or {}) <= accepted, trigger["name"]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_triggers_chain_the_stages(by_name: dict[str, dict], name: str) -> None:
+    from prefect.cli.deploy._triggers import DeploymentTriggerAdapter
+
+    triggers = by_name[name].get("triggers") or []
+    if name == "generate-events":
+        assert triggers == []  # the chain's root is started by hand (or the demo)
+        return
+    assert len(triggers) == 1
+    spec = dict(triggers[0])
+    trigger = DeploymentTriggerAdapter.validate_python(spec)
+    assert trigger.enabled
+    assert trigger.expect == {TRIGGER_EVENT[name]}
+    assert trigger.posture == "Reactive" and trigger.threshold == 1
+    assert "searchflow.batch.*" in str(trigger.match)
+    params = spec.get("parameters") or {}
+    if "batch_id" in params:  # a single placeholder keeps the payload's JSON type
+        assert params["batch_id"] == "{{ event.payload.batch_id }}"
+    assert UPSTREAM[name] in EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_pool_concurrency_and_schedules(by_name: dict[str, dict], name: str) -> None:
+    config = by_name[name]
+    assert config["work_pool"]["name"] == DEFAULT_POOL
+    assert config["concurrency_limit"]["limit"] == 1
+    assert config["concurrency_limit"]["collision_strategy"] == "ENQUEUE"
+    for schedule in config.get("schedules") or []:
+        assert schedule["active"] is False  # the events drive the chain; schedules are a fallback
+
+
+def test_seed_cadence_is_declared(by_name: dict[str, dict]) -> None:
+    assert by_name["ingest-events"]["schedules"][0]["interval"] == 300
+    assert by_name["transform"]["schedules"][0]["cron"] == "0 * * * *"
+    for sync in ("sync-user-segments", "sync-email-triggers", "sync-recommendations"):
+        assert by_name[sync]["schedules"][0]["cron"] == "0 */6 * * *"
+
+
+def test_pull_step_is_importable_and_finds_the_project(project: dict, monkeypatch) -> None:
+    from prefect.utilities.importtools import import_object
+
+    from deployments import PROJECT_DIR
+    from deployments.steps import project_directory
+
+    (step,) = project["pull"]
+    (function,) = step
+    assert callable(import_object(function))
+    monkeypatch.delenv("SEARCHFLOW_PROJECT_DIR", raising=False)
+    assert project_directory() == PROJECT_DIR
+    assert project_directory({"SEARCHFLOW_PROJECT_DIR": "/nonexistent"}) == PROJECT_DIR
+
+
+def test_pool_override_points_every_deployment(project: dict) -> None:
+    configs = deployment_configs(project, "docker-pool")
+    assert {c["work_pool"]["name"] for c in configs} == {"docker-pool"}
+    assert (
+        project["deployments"][0]["work_pool"]["name"] == DEFAULT_POOL
+    )  # the original is untouched
