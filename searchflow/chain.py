@@ -32,8 +32,11 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def _split(result: Any) -> tuple[dict[str, Any], Any]:
     """A stage may return its summary, or (summary, batch); the batch is what the gate validates."""
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping):
-        return dict(result[0]), result[1]
+    if isinstance(result, tuple) and len(result) == 2:
+        if isinstance(result[0], Mapping):
+            return dict(result[0]), result[1]
+        if isinstance(result[1], Mapping):
+            return dict(result[1]), result[0]
     if isinstance(result, Mapping):
         return dict(result), None
     summary = getattr(result, "summary", None) or getattr(result, "counts", None)
@@ -66,10 +69,16 @@ def run_chain(
     **generator_options: Any,
 ) -> dict[str, Any]:
     """Run every stage in order; returns one summary per stage and the total seconds."""
-    import generator
-    from searchflow.ingest import run_ingestion
     from searchflow.sync import SYNC_NAMES, run_sync
-    from searchflow.transform import run_transform
+
+    try:
+        import generator
+        from searchflow.ingest import run_ingestion
+        from searchflow.transform import run_transform
+    except ImportError as exc:
+        raise SearchflowError(
+            f"this installation lacks a stage of the chain ({exc}); reinstall searchflow"
+        ) from None
 
     started = time.perf_counter()
     settings.ensure_home()
@@ -79,23 +88,17 @@ def run_chain(
     options = {"events": events, "seed": seed, **generator_options}
     if users is not None:
         options["users"] = users
-    run_generation = getattr(generator, "run_generation", None) or getattr(
-        generator, "generate", None
-    )
-    if run_generation is None:
-        raise SearchflowError("this build has no generator stage (generator.run_generation)")
     t0 = time.perf_counter()
-    gen, batch = _split(
-        _call(
-            run_generation,
-            settings,
-            sink="jsonl",
-            out=out_dir,
-            out_dir=out_dir,
-            path=out_dir,
-            **options,
+    if hasattr(generator, "run") and hasattr(generator, "config_from_options"):
+        # (batch, summary): the generation gate validates the in-memory batch.
+        batch, gen = generator.run(
+            settings, generator.config_from_options(**options), "jsonl", out_dir
         )
-    )
+        gen = dict(gen)
+    else:
+        gen, batch = _split(
+            generator.run_generation(settings, sink="jsonl", out=out_dir, **options)
+        )
     gen.setdefault("seconds", round(time.perf_counter() - t0, 3))
     _gate("generation", settings, gen, data=batch)
     stages["generation"] = gen

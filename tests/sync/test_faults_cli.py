@@ -66,9 +66,12 @@ def test_sync_runs_as_a_least_privilege_role(service_settings, default_marts, po
     for name in ("user_segments", "email_triggers", "recommendations"):
         report = run_sync(settings, name, full_resync=True)
         assert report["status"] == "succeeded"
-    with psycopg2.connect(settings.postgres_url) as con, con.cursor() as cur:
+    con = psycopg2.connect(settings.postgres_url)
+    try:
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cur.execute("CREATE TABLE crm.sneaky (x int)")
+            con.cursor().execute("CREATE TABLE crm.sneaky (x int)")
+    finally:
+        con.close()
 
 
 def test_role_without_grants_gets_one_clear_line(
