@@ -61,10 +61,12 @@ class Running:
             self.server = None
 
 
-def generation_parameters(schema: dict[str, Any], events: int, seed: int) -> dict[str, Any]:
-    """The demo's knobs, named as the ``generate-events`` flow names them."""
+def generation_parameters(
+    schema: dict[str, Any], events: int, seed: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The demo's knobs (plus any ``extra`` ones), named as the ``generate-events`` flow names them."""
     accepted = set((schema or {}).get("properties", {}))
-    wanted = {"events": events, "seed": seed}
+    wanted = {"events": events, "seed": seed, **(extra or {})}
     unknown = [k for k in wanted if accepted and k not in accepted]
     if unknown:
         raise UsageError(
@@ -74,7 +76,7 @@ def generation_parameters(schema: dict[str, Any], events: int, seed: int) -> dic
     return wanted
 
 
-def start_chain(api_url: str, events: int, seed: int) -> str:
+def start_chain(api_url: str, events: int, seed: int, extra: dict[str, Any] | None = None) -> str:
     """Create the ``generate-events`` run (the worker picks it up); returns its id."""
     import asyncio
 
@@ -89,7 +91,7 @@ def start_chain(api_url: str, events: int, seed: int) -> str:
             return deployment.parameter_openapi_schema or {}
 
     with api(api_url):
-        parameters = generation_parameters(asyncio.run(schema()), events, seed)
+        parameters = generation_parameters(asyncio.run(schema()), events, seed, extra)
         flow_run = run_deployment(GENERATE, parameters=parameters, timeout=0)
     return str(flow_run.id)
 
@@ -150,9 +152,11 @@ def run_demo(
     timeout: float = 900.0,
     progress: Callable[[str], None] = lambda _msg: None,
     keep: Running | None = None,
+    generation: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run the served chain once. Stops what it started unless ``keep`` is given (``--serve``):
-    then the caller owns the processes in ``keep`` and must stop them."""
+    then the caller owns the processes in ``keep`` and must stop them. ``generation`` adds
+    parameters of the ``generate-events`` run (e.g. a malformed rate, to see a gate stop the chain)."""
     from deployments.follow import follow
     from deployments.prepare import prepare
     from deployments.server import find_or_start_server
@@ -179,7 +183,7 @@ def run_demo(
             server.api_url, pinned.as_env(), home / "prefect" / "logs", pool
         )
         progress(f"running generate-events ({events:,} events, seed {seed})")
-        root_id = start_chain(server.api_url, events, seed)
+        root_id = start_chain(server.api_url, events, seed, generation)
 
         def on_change(runs: list[StageRun]) -> None:
             progress(

@@ -1,0 +1,72 @@
+"""searchflow deploy against a real Prefect server: pool, limit, deployments, triggers; idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from deployments import DEFAULT_POOL
+from deployments.prepare import api, prepare
+from flows.common import WAREHOUSE_LIMIT
+from searchflow.cli import cli
+
+
+async def _server_state() -> dict:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+        pool = await client.read_work_pool(DEFAULT_POOL)
+        deployments = await client.read_deployments()
+        automations = await client.read_automations()
+    return {
+        "limit": (limit.limit, limit.active),
+        "pool": pool.type,
+        "deployments": {f"{d.name}": d for d in deployments},
+        "automations": sorted(a.name for a in automations),
+    }
+
+
+@pytest.mark.prefect_server
+def test_deploy_is_idempotent(prefect_server, prepared) -> None:
+    again = prepare(prefect_server.api_url)
+    assert again.deployments == prepared.deployments  # upserted, same ids
+    assert not again.pool_created and not again.limit_created
+    for name, automations in again.automations.items():
+        assert len(automations) == (0 if name.startswith("generate-events/") else 1), name
+
+    with api(prefect_server.api_url):
+        state = asyncio.run(_server_state())
+    assert state["limit"] == (1, True)
+    assert state["pool"] == "process"
+    assert len(state["deployments"]) == 6
+    assert len(state["automations"]) == 5  # recreated, never duplicated
+    for deployment in state["deployments"].values():
+        assert deployment.work_pool_name == DEFAULT_POOL
+        assert deployment.global_concurrency_limit.limit == 1
+        assert all(not s.active for s in deployment.schedules)
+        assert deployment.pull_steps == [{"deployments.steps.set_project_directory": {}}]
+
+
+@pytest.mark.prefect_server
+def test_deploy_command_reports_json(prefect_env, prepared) -> None:
+    result = CliRunner().invoke(cli, ["deploy", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["pool"] == DEFAULT_POOL
+    assert summary["concurrency_limit"] == WAREHOUSE_LIMIT
+    assert sorted(summary["deployments"]) == sorted(prepared.deployments)
+
+
+def test_deploy_without_a_server_is_one_line(monkeypatch) -> None:
+    from deployments.server import free_port
+    from searchflow.errors import ServiceUnavailable
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    result = CliRunner().invoke(cli, ["deploy"])
+    assert isinstance(result.exception, ServiceUnavailable)
+    assert "does not answer" in str(result.exception)
+    assert "\n" not in str(result.exception)
