@@ -119,6 +119,8 @@ def run(scale: float) -> list[Row]:
     from searchflow.services import postgres_url, redis_url
     from searchflow.sync import run_sync
 
+    import pandas  # noqa: F401  pyarrow imports it on first use: a process start-up cost, not sync work
+
     users = max(1000, int(USERS * scale))
     base = get_settings()
     admin_url = postgres_url(base)
