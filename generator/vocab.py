@@ -123,11 +123,15 @@ WEEKDAY_WEIGHTS = np.array([1.00, 1.03, 1.01, 0.98, 0.92, 0.68, 0.76])
 
 
 def seasonality(day_of_year: np.ndarray) -> np.ndarray:
-    """Demand by day of year: a January planning peak and a June/July summer peak."""
+    """Demand by day of year: a January planning peak, a summer peak, a quiet autumn."""
     doy = day_of_year.astype(float)
-    january = 0.22 * np.cos(2 * np.pi * (doy - 15) / 365.25)
-    summer = 0.25 * np.exp(-(((doy - 180) / 28) ** 2))
-    return 1.0 + january + summer
+
+    def bump(centre: float, width: float) -> np.ndarray:
+        distance = np.abs(doy - centre)
+        distance = np.minimum(distance, 365.25 - distance)  # the year wraps around
+        return np.exp(-((distance / width) ** 2))
+
+    return 1.0 + 0.30 * bump(15, 30) + 0.35 * bump(190, 40) - 0.20 * bump(290, 40)
 
 
 def check_json_safe() -> None:
