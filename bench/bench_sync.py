@@ -112,14 +112,13 @@ def _seed_recommendations(warehouse: Path, client) -> float:
 
 
 def run(scale: float) -> list[Row]:
+    import pandas  # noqa: F401  pyarrow imports it on first use: a process start-up cost, not sync work
     import psycopg2
     import redis
 
     from searchflow.config import Settings, get_settings
     from searchflow.services import postgres_url, redis_url
     from searchflow.sync import run_sync
-
-    import pandas  # noqa: F401  pyarrow imports it on first use: a process start-up cost, not sync work
 
     users = max(1000, int(USERS * scale))
     base = get_settings()
