@@ -174,7 +174,7 @@ def release_warehouse() -> None:
             env.close()
 
 
-# (fingerprint, target path, target, env) -> parsed Manifest, for this process.
+# (project fingerprint, target, database name) -> parsed Manifest, for this process.
 _MANIFESTS: dict[tuple[str, ...], Any] = {}
 
 
@@ -182,12 +182,15 @@ def _manifest(settings: Settings, target: str, env: Mapping[str, str]) -> Any:
     """Parse once per project version and environment; later invocations reuse the manifest."""
     from dbt.cli.main import dbtRunner
 
-    key = (
-        project_fingerprint(),
-        str(target_dir(settings, target)),
-        target,
-        *sorted(f"{k}={v}" for k, v in env.items()),
+    # The manifest depends on the project files, the target and the database name the relations
+    # carry (DuckDB: the file's stem; Postgres: the dbname), not on paths or credentials, so one
+    # parse serves every run of this process with the same project version.
+    database = (
+        Path(env["SEARCHFLOW_WAREHOUSE"]).stem
+        if target == "dev"
+        else env.get("SEARCHFLOW_DBT_PG_DBNAME", "")
     )
+    key = (project_fingerprint(), target, database)
     if key not in _MANIFESTS:
         log_dir(settings).mkdir(parents=True, exist_ok=True)
         result = dbtRunner().invoke(
