@@ -47,6 +47,23 @@ class Settings(BaseSettings):
         description="Keep crm.user_segments rows of users who left the mart (default: mirror deletes).",
     )
 
+    # Quality gate thresholds (the committed suites read them as $PARAMETERs; see docs/quality.md).
+    dq_max_dead_letter_share: float = Field(
+        default=0.05, ge=0, le=1, description="Ingestion gate: most dead letters per batch read."
+    )
+    dq_max_orphan_share: float = Field(
+        default=0.05, ge=0, le=1, description="Clicks/conversions whose parent is missing, at most."
+    )
+    dq_rate_tolerance: float = Field(
+        default=0.5, ge=0, description="Generation gate: relative band around the configured rates."
+    )
+    dq_future_seconds: int = Field(
+        default=300, ge=0, description="Ingestion gate: clock skew allowed for event times."
+    )
+    dq_redis_sample: int = Field(
+        default=1000, ge=1, description="Recommendations gate: reco:* keys sampled."
+    )
+
     @field_validator("postgres_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
