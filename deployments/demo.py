@@ -144,6 +144,25 @@ def where_to_look(settings: Settings, ui_url: str, chain: Chain) -> dict[str, An
     return where
 
 
+def pin_postgres_block(api_url: str, settings: Settings) -> None:
+    """Point the syncs' ``searchflow-postgres`` block at the Postgres this demo resolved.
+
+    The sync flows read their Postgres credentials from that block and create it on first use; on a
+    server that outlived an earlier demo it may name another database (an embedded server moves
+    ports), and three syncs starting together on a fresh server race to create it. Writing it once
+    here, before any run, settles both.
+    """
+    from prefect_sqlalchemy import SqlAlchemyConnector
+
+    from deployments.prepare import api
+    from flows.sync import POSTGRES_BLOCK, sqlalchemy_url
+
+    with api(api_url):
+        SqlAlchemyConnector(connection_info=sqlalchemy_url(settings.postgres_url or "")).save(
+            POSTGRES_BLOCK, overwrite=True
+        )
+
+
 def run_demo(
     settings: Settings,
     events: int,
@@ -178,6 +197,7 @@ def run_demo(
                 f"pool {pool} is a {prepared.pool_type} pool; the demo starts a process worker, so "
                 f"use a process pool or start a {prepared.pool_type} worker yourself"
             )
+        pin_postgres_block(server.api_url, pinned)
         progress("starting a worker")
         running.worker = start_worker(
             server.api_url, pinned.as_env(), home / "prefect" / "logs", pool

@@ -303,6 +303,9 @@ def follow(
             outcome, stopped_at, reason = judge(runs, datetime.now(UTC))
             elapsed = time.monotonic() - started
             if outcome != "running":
+                # a run's last event can land a moment after its final state: read once more
+                time.sleep(min(2.0, poll_seconds * 2))
+                runs, _ = asyncio.run(once())
                 return Chain(runs, outcome, stopped_at, reason, elapsed)
             if elapsed >= timeout:
                 pending = [r.deployment for r in runs if r.state_type != "COMPLETED"]
