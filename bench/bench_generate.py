@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from uuid import uuid4
+
+from bench import Row
 
 EVENTS = 1_000_000
 
@@ -237,3 +241,71 @@ def seed_generate_in_memory(events: int) -> list[str]:
             if len(lines) >= events:
                 break
     return lines
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+SEED_FILE_CAP = 200_000  # the seed's open-per-event publisher runs ~5k events/s; time a prefix
+
+
+def _ours(events: int, out: Path | None, **faults: float) -> float:
+    from generator import GeneratorConfig, generate
+    from generator.sinks import write_jsonl
+
+    started = time.perf_counter()
+    batch = generate(GeneratorConfig(events=events, seed=1, days=30, **faults))
+    if out is not None:
+        write_jsonl(batch, out)
+    else:
+        for event_type in ("search", "click", "conversion"):
+            batch.lines(event_type)
+    return time.perf_counter() - started
+
+
+def run(scale: float) -> list[Row]:
+    events = max(1_000, int(EVENTS * scale))
+    _ours(2_000, None)  # warm up imports (pyarrow.compute, pandas) outside the timings
+    rows: list[Row] = []
+
+    ours = _ours(events, None)
+    started = time.perf_counter()
+    seed_generate_in_memory(events)
+    seed = time.perf_counter() - started
+    rows.append(
+        Row(
+            "generate",
+            "events -> JSON lines in memory",
+            events,
+            ours,
+            seed,
+            ">=10x",
+            "seed: dataclass + uuid4 + json.dumps per event",
+        )  # fmt: skip
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = _ours(events, Path(tmp) / "ours")
+        sample = min(events, SEED_FILE_CAP)
+        started = time.perf_counter()
+        seed_generate(sample, Path(tmp) / "seed")
+        seed = (time.perf_counter() - started) * events / sample
+        note = "seed: FilePublisher opens the file per event"
+        if sample < events:
+            note += f"; timed on {sample:,} events, scaled x{events / sample:g}"
+        rows.append(Row("generate", "events -> JSONL files", events, ours, seed, ">=10x", note))
+
+        ours = _ours(
+            events, Path(tmp) / "faults", malformed_rate=0.01, duplicate_rate=0.01, late_rate=0.01
+        )
+        rows.append(
+            Row(
+                "generate",
+                "events -> JSONL, 1% malformed/dup/late",
+                events,
+                ours,
+                None,
+                "",
+                "fault injection cost (no seed counterpart)",
+            )  # fmt: skip
+        )
+    return rows

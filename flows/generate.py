@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.common import gate_and_signal
 
 
-@flow(name="generate-events", log_prints=False)
+@flow(name="generate-events", log_prints=True)
 def generate_events(
     events: int = 10_000,
     users: int = 10_000,
@@ -48,9 +48,7 @@ def generate_events(
         late_rate=late_rate,
     )
     batch, summary = run(settings, config, sink, Path(out) if out else None)
-    get_run_logger().info(
-        "generated %s events (batch %s) into %s", summary["events"], batch.batch_id, summary["out"]
-    )
+    print(f"generated {summary['events']} events (batch {batch.batch_id}) into {summary['out']}")
     gate_and_signal("generation", settings, summary, data=batch)
     return summary
 

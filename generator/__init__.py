@@ -23,7 +23,7 @@ from typing import Any
 from generator.batch import GeneratedBatch, generate
 from generator.config import EVENT_TYPES, SINKS, GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, classify
-from generator.sinks import appender, check_sink, default_out, write
+from generator.sinks import appender, check_sink, default_out, prepare_out, write
 from searchflow.config import Settings
 
 __all__ = [
@@ -47,8 +47,17 @@ def run(
     """Generate a batch and send it to ``sink`` (in real time when ``config.live``)."""
     check_sink(sink)
     started = time.perf_counter()
-    if sink == "jsonl" and out is None:
-        out = default_out(settings)
+    # Fail fast, before simulating anything: the target must be writable / answer.
+    if sink == "jsonl":
+        out = prepare_out(out if out is not None else default_out(settings))
+    elif sink == "redis":
+        from searchflow.services import redis_url
+
+        redis_url(settings)
+    else:
+        from searchflow.services import postgres_url
+
+        postgres_url(settings)
     batch = generate(config)
     if config.live:
         from generator.live import trickle

@@ -77,12 +77,6 @@ def user_id_width(users: int) -> int:
     return max(6, len(str(users - 1)))
 
 
-def user_ids(users: int) -> list[str]:
-    """The pool's ids, ``user_000000`` ...: small (one per user, not per event)."""
-    width = user_id_width(users)
-    return [f"user_{i:0{width}d}" for i in range(users)]
-
-
 def build_users(config: GeneratorConfig) -> UserPool:
     """Draw every user's habits once; depends only on the seed and the pool size."""
     rng = np.random.default_rng([config.seed, USER_STREAM])
@@ -192,9 +186,16 @@ class Simulation:
         return offsets[self.clicks.product] + self.clicks.provider
 
     def _user_fragments(self, event_type: str) -> pa.Array:
+        """``"user_000123"`` or ``null`` per event, gathered from the pool's texts built once."""
+        if "_user_texts" not in self._lines:
+            n = self.config.users
+            quoted = fixed_strings(
+                compose(n, ['"user_', digits(np.arange(n), user_id_width(n)), '"'])
+            )
+            self._lines["_user_texts"] = pa.concat_arrays([quoted, pa.array(["null"])])
+        texts = self._lines["_user_texts"]
         users = self._user_of(event_type)
-        texts = [f'"{u}"' for u in user_ids(self.config.users)] + ["null"]
-        return fragments(texts, np.where(users < 0, len(texts) - 1, users))
+        return texts.take(pa.array(np.where(users < 0, len(texts) - 1, users)))
 
     # --- JSON lines ----------------------------------------------------------------------------
 
@@ -325,14 +326,15 @@ class Simulation:
         """The well-formed events of one type as typed columns (geo flattened), timestamp order."""
         ts = pa.array(self.timestamps(event_type), type=pa.timestamp("us", tz="UTC"))
         users = self._user_of(event_type)
-        names = user_ids(self.config.users)
+        n_users = self.config.users
+        names = fixed_strings(
+            compose(n_users, ["user_", digits(np.arange(n_users), user_id_width(n_users))])
+        )
         common = {
             "event_id": fixed_strings(self.ids[event_type]),
             "event_type": pa.array([event_type] * self.count(event_type), pa.string()),
             "timestamp": ts,
-            "user_id": pa.array(names, pa.string()).take(
-                pa.array(users, pa.int64(), mask=users < 0)
-            ),
+            "user_id": names.take(pa.array(users, pa.int64(), mask=users < 0)),
             "session_id": fixed_strings(take_rows(self.session_ids, self._session_of(event_type))),
         }
         if event_type == "search":

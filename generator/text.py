@@ -21,19 +21,24 @@ US_PER_DAY = 86_400_000_000
 Piece = bytes | str | np.ndarray
 
 
+# byte -> its two lowercase hex digits, as one uint16 (little-endian: first digit in the low byte)
+_HEX_PAIRS = (
+    np.array([[_HEX[b >> 4], _HEX[b & 0x0F]] for b in range(256)], dtype=np.uint8)
+    .view(np.uint16)
+    .reshape(-1)
+)
+
+
 def uuid_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` random version-4 UUIDs as an ``(n, 36)`` byte matrix (8-4-4-4-12 hex)."""
     raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    hexed = np.empty((n, 32), dtype=np.uint8)
-    hexed[:, 0::2] = _HEX[raw >> 4]
-    hexed[:, 1::2] = _HEX[raw & 0x0F]
-    out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    for src, dst in ((0, 0), (8, 9), (12, 14), (16, 19), (20, 24)):
-        width = {0: 8, 8: 4, 12: 4, 16: 4, 20: 12}[src]
-        out[:, dst : dst + width] = hexed[:, src : src + width]
-    return out
+    hexed = _HEX_PAIRS[raw].view(np.uint8).reshape(n, 32)
+    return compose(
+        n, [hexed[:, 0:8], "-", hexed[:, 8:12], "-", hexed[:, 12:16], "-", hexed[:, 16:20], "-",
+            hexed[:, 20:32]]
+    )  # fmt: skip
 
 
 _PAIRS = np.array([[_DIGIT0 + i // 10, _DIGIT0 + i % 10] for i in range(100)], dtype=np.uint8)

@@ -18,6 +18,19 @@ def run(args, env):
     )
 
 
+def run_in_process(args, env, monkeypatch, capsys):
+    """The same entry point as the console script, without paying a process start per case."""
+    from searchflow.cli import main
+
+    for key, value in env.items():
+        if key.startswith("SEARCHFLOW_"):
+            monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", *args])
+    captured = capsys.readouterr()
+    return exited.value.code, captured.err
+
+
 @pytest.fixture
 def env(home):
     return {**os.environ, "SEARCHFLOW_HOME": str(home)}
@@ -32,8 +45,18 @@ def test_json_summary_is_the_last_line(env, home):
     for key in ("batch_id", "sink", "out", "search", "click", "conversion", "duplicates", "late",
                 "seconds"):  # fmt: skip
         assert key in summary
-    again = run(["--events", "800", "--seed", "4", "--malformed-rate", "0.05", "--json"], env)
-    assert json.loads(again.stdout.strip().splitlines()[-1])["batch_id"] == summary["batch_id"]
+    assert (home / "events" / "search" / f"{summary['batch_id']}.jsonl").exists()
+
+
+def test_batch_id_is_derived_from_the_arguments(env, monkeypatch, capsys):
+    from searchflow.cli import main
+
+    monkeypatch.setenv("SEARCHFLOW_HOME", env["SEARCHFLOW_HOME"])
+    ids = []
+    for seed in ("4", "4", "5"):
+        main(["generate", "--events", "300", "--seed", seed, "--json"])
+        ids.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["batch_id"])
+    assert ids[0] == ids[1] != ids[2]
 
 
 @pytest.mark.parametrize(
@@ -48,26 +71,47 @@ def test_json_summary_is_the_last_line(env, home):
         (["--live", "--rate", "0"], "--rate must be above 0"),
     ],
 )
-def test_bad_input_is_one_clear_line(env, args, expected):
-    result = run(args, env)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert expected in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.startswith(("error", "Error"))]
+def test_bad_input_is_one_clear_line(env, args, expected, monkeypatch, capsys):
+    code, stderr = run_in_process(args, env, monkeypatch, capsys)
+    assert code != 0
+    assert "Traceback" not in stderr
+    assert expected in stderr
+    assert len([line for line in stderr.splitlines() if line.startswith(("error", "Error"))]) == 1
 
 
-def test_unwritable_home_is_one_line(env):
-    result = run(["--events", "10"], {**env, "SEARCHFLOW_HOME": "/proc/no-home"})
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert "SEARCHFLOW_HOME" in result.stderr
-
-
-def test_unreachable_redis_is_one_line(env):
-    result = run(
-        ["--events", "10", "--sink", "redis"],
-        {**env, "SEARCHFLOW_REDIS_URL": "redis://127.0.0.1:1/0"},
+def test_bad_input_in_a_real_process(env):
+    result = run(["--sink", "kafka"], env)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "error: unknown sink 'kafka'; choose one of jsonl, redis, postgres"
     )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert "cannot connect to Redis at redis://127.0.0.1:1/0" in result.stderr
+
+
+def test_unwritable_home_is_one_line(env, monkeypatch, capsys):
+    code, stderr = run_in_process(
+        ["--events", "10"], {**env, "SEARCHFLOW_HOME": "/proc/no-home"}, monkeypatch, capsys
+    )
+    assert code != 0
+    assert "Traceback" not in stderr
+    assert "SEARCHFLOW_HOME /proc/no-home is not writable" in stderr
+
+
+@pytest.mark.parametrize(
+    "sink, variable, url, expected",
+    [
+        ("redis", "SEARCHFLOW_REDIS_URL", "redis://127.0.0.1:1/0", "cannot connect to Redis at"),
+        (
+            "postgres",
+            "SEARCHFLOW_POSTGRES_URL",
+            "postgresql://someone:secret@127.0.0.1:1/db",
+            "cannot connect to PostgreSQL at postgresql://someone:***@127.0.0.1:1/db",
+        ),
+    ],
+)
+def test_unreachable_server_is_one_line(env, monkeypatch, capsys, sink, variable, url, expected):
+    code, stderr = run_in_process(
+        ["--events", "10", "--sink", sink], {**env, variable: url}, monkeypatch, capsys
+    )
+    assert code != 0
+    assert "Traceback" not in stderr and "secret" not in stderr
+    assert expected in stderr
