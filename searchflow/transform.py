@@ -104,7 +104,7 @@ def build_args(
 ) -> list[str]:
     """The dbt CLI arguments for one invocation, shared by the CLI path and the Prefect flow."""
     args = [
-        command,
+        *command.split(),  # "docs generate" is two words
         "--project-dir",
         str(project_dir()),
         "--profiles-dir",
@@ -114,14 +114,16 @@ def build_args(
         "--target-path",
         str(target_dir(settings, target)),
     ]
-    if command not in {"parse", "deps"}:
+    if command not in {"parse", "deps", "docs generate"}:
         args.append("--no-use-colors")
     if full_refresh:
         if command not in {"build", "run", "seed"}:
             raise UsageError(f"--full-refresh does not apply to dbt {command}")
         args.append("--full-refresh")
     if select:
-        args += ["--select", *select.split()]
+        # cautious: a partial build runs only the tests whose every parent is selected, so a
+        # test joining an unselected (maybe not yet built) model does not fail the run.
+        args += ["--select", *select.split(), "--indirect-selection", "cautious"]
     args += list(extra)
     return args
 
@@ -379,7 +381,7 @@ def generate_docs(settings: Settings, target: str = "dev") -> Path:
     """``dbt docs generate``; returns the index.html to open."""
     if target == "dev":
         _check_raw(settings)
-    invoke(settings, "docs", target=target, extra=["generate"])
+    invoke(settings, "docs generate", target=target)
     index = target_dir(settings, target) / "index.html"
     if not index.exists():
         raise SearchflowError(f"dbt docs generate wrote no {index}; see {log_dir(settings)}")
