@@ -50,8 +50,13 @@ def postgres_block(settings: Any):
         return SqlAlchemyConnector.load(POSTGRES_BLOCK)
     except ValueError:  # no such block yet
         block = SqlAlchemyConnector(connection_info=sqlalchemy_url(postgres_url(settings)))
+    try:
         block.save(POSTGRES_BLOCK, overwrite=False)
-        return block
+    except Exception:
+        # The three syncs start together on one event: another run may have created the block
+        # between our load and our save. Theirs is as good as ours; use it.
+        return SqlAlchemyConnector.load(POSTGRES_BLOCK)
+    return block
 
 
 def block_connect(block):
