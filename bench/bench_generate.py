@@ -205,6 +205,15 @@ class EventGenerator:
         )
 
 
+class RedisPublisher:
+    def __init__(self, client):
+        self.client = client
+
+    def publish(self, event: dict) -> None:
+        stream = f"events:{event['event_type']}"
+        self.client.xadd(stream, {"data": json.dumps(event)})
+
+
 class FilePublisher:
     def __init__(self, output_dir: Path):
         self.output_dir = output_dir
@@ -246,6 +255,9 @@ def seed_generate_in_memory(events: int) -> list[str]:
 # --- the benchmark -----------------------------------------------------------------------------
 
 SEED_FILE_CAP = 200_000  # the seed's open-per-event publisher runs ~5k events/s; time a prefix
+SEED_REDIS_CAP = 50_000  # one round trip per XADD
+BENCH_REDIS_DB = 11
+STREAMS = ("events:search", "events:click", "events:conversion")
 
 
 def _ours(events: int, out: Path | None, **faults: float) -> float:
@@ -297,6 +309,7 @@ def run(scale: float) -> list[Row]:
         ours = _ours(
             events, Path(tmp) / "faults", malformed_rate=0.01, duplicate_rate=0.01, late_rate=0.01
         )
+        rows.append(_redis_row(events))
         rows.append(
             Row(
                 "generate",
@@ -309,3 +322,45 @@ def run(scale: float) -> list[Row]:
             )  # fmt: skip
         )
     return rows
+
+
+def _redis_row(events: int) -> Row:
+    """Ours (RESP-encoded XADD in bulk) against the seed's RedisPublisher (one XADD per event)."""
+    import redis
+
+    from generator import GeneratorConfig, generate
+    from generator.sinks import write_redis
+    from searchflow.config import get_settings
+    from searchflow.services import redis_url
+
+    base = redis_url(get_settings())
+    url = base if base.startswith("unix") else base.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
+    settings = get_settings(redis_url=url)
+    client = redis.Redis.from_url(url)
+    try:
+        client.delete(*STREAMS)
+        started = time.perf_counter()
+        batch = generate(GeneratorConfig(events=events, seed=1, days=30))
+        write_redis(batch, settings)
+        ours = time.perf_counter() - started
+        client.delete(*STREAMS)
+
+        sample = min(events, SEED_REDIS_CAP)
+        generator = EventGenerator(SeedConfig())
+        publisher = RedisPublisher(client)
+        started = time.perf_counter()
+        sent = 0
+        while sent < sample:
+            for event in generator.generate_session():
+                publisher.publish(event)
+                sent += 1
+                if sent >= sample:
+                    break
+        seed = (time.perf_counter() - started) * events / sample
+    finally:
+        client.delete(*STREAMS)
+        client.close()
+    note = "seed: RedisPublisher, one XADD round trip per event"
+    if sample < events:
+        note += f"; timed on {sample:,} events, scaled x{events / sample:g}"
+    return Row("generate", "events -> Redis Streams", events, ours, seed, ">=10x", note)

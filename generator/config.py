@@ -17,6 +17,8 @@ SINKS: tuple[str, ...] = ("jsonl", "redis", "postgres")
 EVENT_TYPES: tuple[str, ...] = ("search", "click", "conversion")
 
 DEFAULT_START = date(2025, 1, 1)
+# One batch keeps each stream's text in one Arrow string column (2 GiB at most, ~350 B a line).
+MAX_EVENTS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.events < 0:
             raise UsageError(f"--events must be 0 or more, got {self.events}")
+        if self.events > MAX_EVENTS:
+            raise UsageError(
+                f"--events is at most {MAX_EVENTS:,} per batch, got {self.events:,}; "
+                "generate several batches (another --seed or --start each)"
+            )
         if self.users < 1:
             raise UsageError(f"--users must be at least 1, got {self.users}")
         if self.days < 1:

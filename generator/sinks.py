@@ -136,7 +136,7 @@ def write_jsonl(batch: GeneratedBatch, out: Path) -> dict[str, Any]:
 
 
 def write_redis(batch: GeneratedBatch, settings: Settings) -> dict[str, Any]:
-    """XADD every line to ``events:<type>`` (field ``data``), pipelined in 10k-entry chunks."""
+    """XADD every line to ``events:<type>`` (field ``data``), 10k-entry chunks in one round trip."""
     appender = RedisAppender(settings)
     try:
         for event_type in EVENT_TYPES:
@@ -201,7 +201,12 @@ class JsonlAppender:
 
 
 class RedisAppender:
-    """XADDs rows to ``events:<type>`` with one pipeline round trip per call."""
+    """XADDs rows to ``events:<type>``: commands RESP-encoded column-wise, one round trip per call.
+
+    redis-py would build a Python command object per event; here Arrow renders every XADD of a
+    chunk into one buffer, the buffer goes down the socket in one ``sendall`` and hiredis parses
+    the replies.
+    """
 
     def __init__(self, settings: Settings) -> None:
         import redis
@@ -212,15 +217,42 @@ class RedisAppender:
         self.where = mask_url(url)
         self._redis = redis
         self.client = redis.Redis.from_url(url)
+        self.conn = None
+
+    def _socket(self):
+        if self.conn is None:
+            self.conn = self.client.connection_pool.make_connection()
+            self.conn.connect()
+        return self.conn._sock
 
     def add(self, event_type: str, lines: pa.Array) -> None:
+        import hiredis
+
+        if len(lines) == 0:
+            return
         stream = STREAM_PREFIX + event_type
-        pipe = self.client.pipeline(transaction=False)
-        for line in lines.to_pylist():
-            pipe.xadd(stream, {REDIS_FIELD: line})
+        head = (
+            f"*5\r\n$4\r\nXADD\r\n${len(stream)}\r\n{stream}\r\n$1\r\n*\r\n"
+            f"${len(REDIS_FIELD)}\r\n{REDIS_FIELD}\r\n$"
+        )
+        sizes = pc.cast(pc.binary_length(lines), pa.string())
+        payload = to_text_buffer(join(head, sizes, "\r\n", lines), terminator="\r\n")
         try:
-            pipe.execute()
+            sock = self._socket()
+            sock.sendall(payload)
+            reader = hiredis.Reader()
+            got = 0
+            while got < len(lines):
+                data = sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError("Redis closed the connection during a bulk write")
+                reader.feed(data)
+                while (reply := reader.gets()) is not False:
+                    got += 1
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise self._redis.ResponseError(str(reply))
         except (self._redis.RedisError, OSError) as exc:
+            self.close()
             raise SearchflowError(
                 f"writing to Redis at {self.where} failed: {exc}; check the server and retry"
             ) from None
@@ -235,6 +267,9 @@ class RedisAppender:
         pass
 
     def close(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.conn = None
         self.client.close()
 
 

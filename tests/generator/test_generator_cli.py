@@ -67,6 +67,7 @@ def test_batch_id_is_derived_from_the_arguments(env, monkeypatch, capsys):
         (["--sink", "kafka"], "unknown sink 'kafka'"),
         (["--out", "/proc/not-here"], "cannot write events to /proc/not-here"),
         (["--events", "-5"], "--events must be 0 or more"),
+        (["--events", "9000000"], "--events is at most 5,000,000 per batch"),
         (["--start", "2025-02-30"], "--start must be a date"),
         (["--live", "--rate", "0"], "--rate must be above 0"),
     ],
