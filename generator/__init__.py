@@ -68,7 +68,7 @@ def run(
     else:
         result = None
         where = write(batch, sink, settings, out)
-    counts = batch.counts()
+    counts = batch.counts(upto=result["sent"] if result and result["interrupted"] else None)
     summary: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "sink": sink,
@@ -80,8 +80,6 @@ def run(
         summary["rate"] = config.rate
         summary["sent"] = result["sent"]
         summary["interrupted"] = result["interrupted"]
-        if result["interrupted"]:
-            summary["events"] = result["sent"]
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return batch, summary
 

@@ -57,15 +57,20 @@ class GeneratedBatch:
     def to_pandas(self, event_type: str):
         return self.to_arrow(event_type).to_pandas()
 
-    def counts(self) -> dict[str, Any]:
-        """Ground truth: well-formed events per type, lines per stream, faults per kind."""
-        fault = self.meta["fault"]
-        reasons = self.meta.filter(pc.equal(fault, "malformed"))["reason"]
+    def counts(self, upto: int | None = None) -> dict[str, Any]:
+        """Ground truth: well-formed events per type, lines per stream, faults per kind.
+
+        ``upto`` counts only the first ``upto`` emitted lines (a live run stopped early).
+        """
+        meta = self.meta if upto is None else self.meta.slice(0, upto)
+        fault = meta["fault"]
+        reasons = meta.filter(pc.equal(fault, "malformed"))["reason"]
         by_reason = {r: int(pc.sum(pc.equal(reasons, r)).as_py() or 0) for r in MALFORMED_CLASSES}
-        streams = self.meta["stream"]
+        streams = meta["stream"]
+        first_sends = meta.filter(pc.is_in(fault, pa.array(["none", "late"])))["stream"]
         return {
-            "events": self.meta.num_rows,
-            **{t: self.simulation.count(t) for t in EVENT_TYPES},
+            "events": meta.num_rows,
+            **{t: int(pc.sum(pc.equal(first_sends, t)).as_py() or 0) for t in EVENT_TYPES},
             "lines": {t: int(pc.sum(pc.equal(streams, t)).as_py() or 0) for t in EVENT_TYPES},
             "malformed": sum(by_reason.values()),
             "malformed_by_class": by_reason,

@@ -7,6 +7,8 @@ events carry current timestamps. Here each row is sent when the clock reaches it
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ def trickle(
     due = table["emitted_at"].combine_chunks().cast(pa.int64()).to_numpy() / 1e6
     sent = 0
     interrupted = False
+    previous = _stop_on_sigterm()
     try:
         while sent < table.num_rows:
             now = clock()
@@ -45,4 +48,17 @@ def trickle(
     finally:
         writer.commit()
         writer.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return {"sent": sent, "interrupted": interrupted, "finished_at": datetime.now(UTC)}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a worker cancelling the run, ``kill``) stops the trickle like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)

@@ -116,3 +116,36 @@ def test_unreachable_server_is_one_line(env, monkeypatch, capsys, sink, variable
     assert code != 0
     assert "Traceback" not in stderr and "secret" not in stderr
     assert expected in stderr
+
+
+def test_live_mode_stops_cleanly_on_ctrl_c(env, home):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [*SEARCHFLOW, "generate", "--live", "--rate", "20", "--events", "100000", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    search = home / "events" / "search"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        files = list(search.glob("*.jsonl")) if search.exists() else []
+        if files and files[0].stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] is True
+    assert 0 < summary["sent"] == summary["events"] < 100_000
+    assert summary["search"] + summary["click"] + summary["conversion"] == summary["sent"]
+    written = sum(
+        len((home / "events" / t / f"{summary['batch_id']}.jsonl").read_text().splitlines())
+        for t in ("search", "click", "conversion")
+    )
+    assert written == summary["sent"]
