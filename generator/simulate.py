@@ -566,8 +566,8 @@ def _take_conversions(v: Conversions, idx: np.ndarray) -> Conversions:
 
 def _trim(
     target: int, s: Searches, c: Clicks, v: Conversions
-) -> tuple[Searches, Clicks, Conversions]:
-    """Keep whole sessions up to ``target`` events, cutting the last session's latest events."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which events to keep: whole sessions up to ``target`` events, the last one cut short."""
     n_sess = int(s.session.max()) + 1 if len(s.session) else 0
     c_sess = s.session[c.search]
     v_sess = c_sess[v.click]
@@ -603,7 +603,7 @@ def _trim(
         drop = np.argsort(ts, kind="stable")[len(ts) - excess :]
         for kind, mask in ((0, keep_s), (1, keep_c), (2, keep_v)):
             mask[where[drop[kinds[drop] == kind]]] = False
-    return _reindex(s, c, v, keep_s, keep_c, keep_v)
+    return keep_s, keep_c, keep_v
 
 
 def _reindex(s, c, v, keep_s, keep_c, keep_v, order_s=None, order_c=None, order_v=None):
@@ -634,16 +634,15 @@ def simulate(config: GeneratorConfig) -> Simulation:
             break
         sessions = math.ceil(sessions * 1.25) + 8
     if target == 0:
-        s, c, v = _reindex(
-            s, c, v, np.zeros(len(s.ts), bool), np.zeros(len(c.ts), bool), np.zeros(len(v.ts), bool)
-        )
+        keep = (np.zeros(len(s.ts), bool), np.zeros(len(c.ts), bool), np.zeros(len(v.ts), bool))
     else:
-        s, c, v = _trim(target, s, c, v)
+        keep = _trim(target, s, c, v)
 
-    if config.live:
-        _to_wall_clock(config, s, c, v)
+    # Keep the chosen events, each type in timestamp order (ties by creation order), in one pass.
+    def ordered(ts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(mask)
+        return rows[np.argsort(ts[rows], kind="stable")]
 
-    # Each type in timestamp order (ties by creation order), references remapped.
     s, c, v = _reindex(
         s,
         c,
@@ -651,14 +650,22 @@ def simulate(config: GeneratorConfig) -> Simulation:
         None,
         None,
         None,
-        order_s=np.argsort(s.ts, kind="stable"),
-        order_c=np.argsort(c.ts, kind="stable"),
-        order_v=np.argsort(v.ts, kind="stable"),
+        order_s=ordered(s.ts, keep[0]),
+        order_c=ordered(c.ts, keep[1]),
+        order_v=ordered(v.ts, keep[2]),
     )
-    # Sessions renumbered densely (0..n-1), then given ids.
-    used, s.session = np.unique(s.session, return_inverse=True)
+    if config.live:
+        _to_wall_clock(config, s, c, v)
+    # Whole sessions 0..last are kept (a cut session keeps its first search), so session numbers
+    # are already dense; renumber only if that ever stops being true.
+    n_sessions = int(s.session.max()) + 1 if len(s.session) else 0
+    seen = np.zeros(n_sessions, bool)
+    seen[s.session] = True
+    if not seen.all():
+        used, s.session = np.unique(s.session, return_inverse=True)
+        n_sessions = len(used)
     rng = np.random.default_rng([config.seed, ID_STREAM])
-    session_ids = uuid_bytes(rng, len(used))
+    session_ids = uuid_bytes(rng, n_sessions)
     ids = {
         "search": uuid_bytes(rng, len(s.ts)),
         "click": uuid_bytes(rng, len(c.ts)),
