@@ -55,7 +55,7 @@ def test_lands_reconciles_and_dead_letters_every_class(settings, query, tmp_path
     assert (source, batch) == ("jsonl", summary["batch_id"])
     first_bad = malformed("search", 500)["unparsable"][0]
     assert query(
-        f"SELECT raw_text, event_type FROM raw.dead_letter_events WHERE source_ref LIKE '%search/part-0000.jsonl:12'"
+        "SELECT raw_text, event_type FROM raw.dead_letter_events WHERE source_ref LIKE '%search/part-0000.jsonl:12'"
     ) == [(first_bad, "search")]
 
 
@@ -146,7 +146,9 @@ def test_duplicates_across_files_and_late_events(settings, query, tmp_path):
     assert (summary["landed"], summary["duplicates"]) == (11, 2)
     assert query("SELECT count(*) FROM raw.search_events WHERE event_id = 's-000099'") == [(1,)]
     # a late event arriving in a later run is accepted too
-    write_jsonl(events, "search", [line(event("search", 98, timestamp="2024-12-01T00:00:00Z"))], "p3")
+    write_jsonl(
+        events, "search", [line(event("search", 98, timestamp="2024-12-01T00:00:00Z"))], "p3"
+    )
     assert run_ingestion(settings, "jsonl", path=events)["landed"] == 1
 
 
