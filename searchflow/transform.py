@@ -252,7 +252,10 @@ def failure_message(results: Sequence[Any]) -> str:
     names = ", ".join(r.node.name for r in failing[:5]) + (
         f" and {len(failing) - 5} more" if len(failing) > 5 else ""
     )
-    return f"{len(failing)} dbt node(s) failed ({names}): {_one_line(first.message)}"
+    message = f"{len(failing)} dbt node(s) failed ({names}): {_one_line(first.message)}"
+    if "out of sync" in message:  # an incremental model whose columns changed
+        message += "; rebuild it with `searchflow transform --full-refresh`"
+    return message
 
 
 def _latest_batch(settings: Settings) -> tuple[str, str | None]:
