@@ -178,6 +178,8 @@ def land_batch(
             "CREATE OR REPLACE TEMP TABLE _ingest_outcome AS "
             + _outcome_sql(input_relation, source)
         )
+        # Row order inside a raw table means nothing: let DuckDB write in parallel.
+        con.execute("SET preserve_insertion_order = false")
         for t in EVENT_TYPES:
             con.execute(
                 f"""
@@ -209,6 +211,7 @@ def land_batch(
         con.execute("ROLLBACK")
         raise
     finally:
+        con.execute("SET preserve_insertion_order = true")
         con.execute("DROP TABLE IF EXISTS _ingest_outcome")
     counts = empty_counts()
     for bucket, outcome, n in rows:

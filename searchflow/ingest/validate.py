@@ -173,17 +173,22 @@ def classify_sql(input_relation: str) -> str:
     paths = ", ".join(f"'$.{name}'" for name in VALUE_FIELDS)
     known = ", ".join(_q(t) for t in EVENT_TYPES)
     return f"""
-    WITH parsed AS (
-        SELECT ord, raw_text, source_ref, stream,
-               coalesce((starts_with(raw_text, '{{') OR regexp_matches(raw_text, '{LEADING_BRACE}'))
-                        AND json_valid(raw_text), false) AS parsed
+    WITH keyed AS (
+        -- one parse that also tells valid JSON: try() gives NULL where json_keys fails
+        SELECT ord, raw_text, source_ref, stream, try(json_keys(raw_text)) AS keys
         FROM {input_relation}
-    ), lines AS MATERIALIZED (
-        SELECT ord, raw_text, source_ref, stream, parsed,
-               CASE WHEN parsed THEN json_extract_string(raw_text, [{paths}]) END AS vals,
-               CASE WHEN parsed THEN hash(json_keys(raw_text), json_type(raw_text, '$.*'),
-                                          {_val("event_type")}) END AS shape
+    ), parsed AS (
+        SELECT *, coalesce(keys IS NOT NULL AND (starts_with(raw_text, '{{')
+                           OR regexp_matches(raw_text, '{LEADING_BRACE}')), false) AS parsed
+        FROM keyed
+    ), valued AS (
+        SELECT *, CASE WHEN parsed THEN json_extract_string(raw_text, [{paths}]) END AS vals
         FROM parsed
+    ), lines AS MATERIALIZED (
+        SELECT ord, raw_text, source_ref, stream, parsed, vals,
+               CASE WHEN parsed THEN hash(keys, json_type(raw_text, '$.*'),
+                                          {_val("event_type")}) END AS shape
+        FROM valued
     ), shapes AS MATERIALIZED (
         -- one line per shape, its keys and value types unnested
         SELECT shape, any_value(et_text) AS et_text,
