@@ -1,7 +1,11 @@
 """Transformation: the full dbt build on 1M events, and the incremental run after 5% more arrive.
 
 Ours: one in-process ``dbt build`` (models, snapshot and tests together, manifest parsed once per
-process, partial parse on disk), with ``fct_search_funnel`` incremental (24 h lookback).
+process, partial parse on disk). Staging models are incremental tables (each event's JSON parsed
+once, appended by batch); ``int_search_sessions``, ``int_conversions`` and ``int_user_journeys``
+recompute only the sessions, conversions and searches new events touch; ``fct_search_funnel``
+recomputes the lookback days plus the days those touched; user-level marts are full rebuilds
+from the compact intermediates.
 Seed documents' approach, implemented faithfully: the Airflow DAG's BashOperators, i.e. separate
 ``dbt`` processes for deps, ``run --select staging``, ``run --select intermediate``,
 ``run --select marts`` and ``test``, each starting dbt from scratch, every run a full rebuild

@@ -2,6 +2,38 @@
 -- is_within_window: the conversion happened within var('conversion_window_hours') after its click
 -- (a conversion 25 hours after its click is outside a 24-hour window). Only those count as journey
 -- conversions (funnel, attribution); every conversion still counts as a booking of its user.
+--
+-- Incremental (delete+insert by conversion_id): a run recomputes the conversions staged since the
+-- model's last run and those whose click, or whose click's search, was staged since (events can
+-- arrive out of order: a click landed after its conversion changes the conversion's journey).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='conversion_id',
+        on_schema_change='fail'
+    )
+}}
+
+{% if is_incremental() -%}
+with touched as (
+    select cv.event_id as conversion_id
+    from {{ ref('stg_conversion_events') }} as cv
+    where cv.loaded_at > {{ watermark() }}
+    union
+    select cv.event_id
+    from {{ ref('stg_conversion_events') }} as cv
+    inner join {{ ref('stg_click_events') }} as cl on cl.event_id = cv.click_event_id
+    where cl.loaded_at > {{ watermark() }}
+    union
+    select cv.event_id
+    from {{ ref('stg_conversion_events') }} as cv
+    inner join {{ ref('stg_click_events') }} as cl on cl.event_id = cv.click_event_id
+    inner join {{ ref('stg_search_events') }} as s on s.event_id = cl.search_event_id
+    where s.loaded_at > {{ watermark() }}
+)
+
+{% endif -%}
 select
     cv.event_id as conversion_id,
     cv.user_id,
@@ -30,9 +62,13 @@ select
         and cv.event_time >= cl.event_time
         and cv.event_time <= {{ dbt.dateadd('hour', var('conversion_window_hours'), 'cl.event_time') }},
         false
-    ) as is_within_window
+    ) as is_within_window,
+    {{ run_stamp() }} as refreshed_at
 from {{ ref('stg_conversion_events') }} as cv
 left join {{ ref('stg_click_events') }} as cl
     on cl.event_id = cv.click_event_id
 left join {{ ref('stg_search_events') }} as s
     on s.event_id = cl.search_event_id
+{%- if is_incremental() %}
+where cv.event_id in (select conversion_id from touched)
+{%- endif %}

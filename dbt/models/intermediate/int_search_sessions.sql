@@ -3,15 +3,42 @@
 -- session_id is kept as the outer boundary (two devices of one user are two sessions); anonymous
 -- events (user_id NULL) form their own sessions. session_key is the session_id for the first part
 -- and session_id#n for the n-th part after a split.
-with activity as (
-    select event_id, 'search' as event_type, user_id, session_id, event_time, destination
+--
+-- Incremental (delete+insert by session_group_key): a run recomputes, from all their events, only
+-- the producer sessions (user_id, session_id) that got an event staged since the model's last run,
+-- and replaces every part of them (a late event can merge two parts or split one).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_group_key',
+        on_schema_change='fail'
+    )
+}}
+
+{%- set group_key = "coalesce(user_id, '~anonymous') || '|' || coalesce(session_id, '~none')" %}
+
+with all_activity as (
+    select event_id, 'search' as event_type, user_id, session_id, event_time, destination, loaded_at
     from {{ ref('stg_search_events') }}
     union all
-    select event_id, 'click', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }})
+    select event_id, 'click', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }}), loaded_at
     from {{ ref('stg_click_events') }}
     union all
-    select event_id, 'conversion', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }})
+    select event_id, 'conversion', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }}), loaded_at
     from {{ ref('stg_conversion_events') }}
+),
+
+activity as (
+    select a.event_id, a.event_type, a.user_id, a.session_id, a.event_time, a.destination
+    from all_activity as a
+    {%- if is_incremental() %}
+    where {{ group_key | replace('user_id', 'a.user_id') | replace('session_id', 'a.session_id') }} in (
+        select {{ group_key }}
+        from all_activity
+        where loaded_at > {{ watermark() }}
+    )
+    {%- endif %}
 ),
 
 gaps as (
@@ -76,6 +103,7 @@ sessions as (
 
 select
     {{ dbt.hash("coalesce(s.user_id, '~anonymous') || '|' || s.session_id || '|' || cast(s.session_index as " ~ dbt.type_string() ~ ")") }} as session_sk,
+    {{ dbt.hash(group_key | replace('user_id', 's.user_id') | replace('session_id', 's.session_id')) }} as session_group_key,
     case
         when s.session_index = 1 then s.session_id
         else s.session_id || '#' || cast(s.session_index as {{ dbt.type_string() }})
@@ -90,7 +118,8 @@ select
     cast(s.searches as bigint) as searches,
     cast(s.clicks as bigint) as clicks,
     cast(s.conversions as bigint) as conversions,
-    l.destination as last_searched_destination
+    l.destination as last_searched_destination,
+    {{ run_stamp() }} as refreshed_at
 from sessions as s
 left join last_search as l
     on l.user_id is not distinct from s.user_id

@@ -1,12 +1,46 @@
 -- One row per search: the journey search -> click -> conversion it started. Clicks are the clicks on
 -- its results; conversions and revenue only those within var('conversion_window_hours') of their click.
-with clicks as (
+--
+-- Incremental (delete+insert by search_event_id): a run recomputes the searches staged since the
+-- model's last run, those with a click staged since, and those whose conversions int_conversions
+-- recomputed since (a late click or conversion changes its search's journey).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='search_event_id',
+        on_schema_change='fail'
+    )
+}}
+
+with
+{%- if is_incremental() %}
+touched as (
+    select event_id as search_event_id
+    from {{ ref('stg_search_events') }}
+    where loaded_at > {{ watermark() }}
+    union
+    select search_event_id
+    from {{ ref('stg_click_events') }}
+    where loaded_at > {{ watermark() }} and search_event_id is not null
+    union
+    select search_event_id
+    from {{ ref('int_conversions') }}
+    where refreshed_at > {{ watermark() }} and search_event_id is not null
+),
+
+{%- endif %}
+
+clicks as (
     select
         search_event_id,
         count(*) as clicks,
         min(event_time) as first_clicked_at
     from {{ ref('stg_click_events') }}
     where search_event_id is not null
+    {%- if is_incremental() %}
+        and search_event_id in (select search_event_id from touched)
+    {%- endif %}
     group by search_event_id
 ),
 
@@ -18,6 +52,9 @@ conversions as (
         min(converted_at) as first_converted_at
     from {{ ref('int_conversions') }}
     where is_within_window and search_event_id is not null
+    {%- if is_incremental() %}
+        and search_event_id in (select search_event_id from touched)
+    {%- endif %}
     group by search_event_id
 )
 
@@ -42,7 +79,11 @@ select
         when v.conversions > 0 then 'converted'
         when c.clicks > 0 then 'clicked'
         else 'searched'
-    end as journey_stage
+    end as journey_stage,
+    {{ run_stamp() }} as refreshed_at
 from {{ ref('stg_search_events') }} as s
 left join clicks as c on c.search_event_id = s.event_id
 left join conversions as v on v.search_event_id = s.event_id
+{%- if is_incremental() %}
+where s.event_id in (select search_event_id from touched)
+{%- endif %}

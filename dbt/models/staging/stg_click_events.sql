@@ -1,31 +1,42 @@
 -- One row per click on a search result, typed from the JSON payload; duplicates dropped defensively.
+-- Incremental table: each run parses only the raw rows not staged yet (see unstaged_raw_rows) and
+-- appends them, so the JSON is parsed once per event and every downstream read is a typed scan.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail'
+    )
+}}
+
 with source as (
+    {{ unstaged_raw_rows('click_events') }}
+),
+
+parsed as (
     select
         event_id,
         event_time,
-        payload,
         batch_id,
         ingested_at,
-        row_number() over (
-            partition by event_id, event_time order by ingested_at, batch_id
-        ) as copy_number
-    from {{ source('raw', 'click_events') }}
+        {{ json_fields('payload', ['user_id', 'session_id', 'search_event_id', 'result_id', 'result_position', 'result_type', 'result_price', 'result_destination', 'result_provider']) }} as f
+    from source
 )
 
 select
     event_id,
     event_time,
     cast(event_time as date) as event_date,
-    nullif(trim({{ json_text('payload', 'user_id') }}), '') as user_id,
-    {{ json_text('payload', 'session_id') }} as session_id,
-    {{ json_text('payload', 'search_event_id') }} as search_event_id,
-    {{ json_text('payload', 'result_id') }} as result_id,
-    cast({{ json_text('payload', 'result_position') }} as integer) as result_position,
-    {{ json_text('payload', 'result_type') }} as result_type,
-    cast({{ json_text('payload', 'result_price') }} as {{ money_type() }}) as result_price,
-    nullif(trim({{ json_text('payload', 'result_destination') }}), '') as result_destination,
-    {{ json_text('payload', 'result_provider') }} as result_provider,
+    nullif(trim(f[1]), '') as user_id,
+    f[2] as session_id,
+    f[3] as search_event_id,
+    f[4] as result_id,
+    cast(f[5] as integer) as result_position,
+    f[6] as result_type,
+    cast(f[7] as {{ money_type() }}) as result_price,
+    nullif(trim(f[8]), '') as result_destination,
+    f[9] as result_provider,
     batch_id,
-    ingested_at
-from source
-where copy_number = 1
+    ingested_at,
+    {{ run_stamp() }} as loaded_at
+from parsed

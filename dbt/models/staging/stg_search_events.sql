@@ -1,36 +1,47 @@
 -- One row per search event, typed from the JSON payload. Duplicates are dropped defensively
 -- (ingestion already lands each event_id once): byte-identical re-sends share event_id and
 -- event_time, and partitioning by both lets a filter on event_time reach the raw scan.
+-- Incremental table: each run parses only the raw rows not staged yet (see unstaged_raw_rows) and
+-- appends them, so the JSON is parsed once per event and every downstream read is a typed scan.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail'
+    )
+}}
+
 with source as (
+    {{ unstaged_raw_rows('search_events') }}
+),
+
+parsed as (
     select
         event_id,
         event_time,
-        payload,
         batch_id,
         ingested_at,
-        row_number() over (
-            partition by event_id, event_time order by ingested_at, batch_id
-        ) as copy_number
-    from {{ source('raw', 'search_events') }}
+        {{ json_fields('payload', ['user_id', 'session_id', 'query', 'destination', 'results_count', 'page', 'platform', 'device_type', 'geo.country', 'geo.city', 'utm_source', 'utm_campaign']) }} as f
+    from source
 )
 
 select
     event_id,
     event_time,
     cast(event_time as date) as event_date,
-    nullif(trim({{ json_text('payload', 'user_id') }}), '') as user_id,
-    {{ json_text('payload', 'session_id') }} as session_id,
-    {{ json_text('payload', 'query') }} as query,
-    nullif(trim({{ json_text('payload', 'destination') }}), '') as destination,
-    cast({{ json_text('payload', 'results_count') }} as integer) as results_count,
-    cast({{ json_text('payload', 'page') }} as integer) as page,
-    {{ json_text('payload', 'platform') }} as platform,
-    {{ json_text('payload', 'device_type') }} as device_type,
-    {{ json_text('payload', 'geo.country') }} as country,
-    {{ json_text('payload', 'geo.city') }} as city,
-    nullif(trim({{ json_text('payload', 'utm_source') }}), '') as utm_source,
-    nullif(trim({{ json_text('payload', 'utm_campaign') }}), '') as utm_campaign,
+    nullif(trim(f[1]), '') as user_id,
+    f[2] as session_id,
+    f[3] as query,
+    nullif(trim(f[4]), '') as destination,
+    cast(f[5] as integer) as results_count,
+    cast(f[6] as integer) as page,
+    f[7] as platform,
+    f[8] as device_type,
+    f[9] as country,
+    f[10] as city,
+    nullif(trim(f[11]), '') as utm_source,
+    nullif(trim(f[12]), '') as utm_campaign,
     batch_id,
-    ingested_at
-from source
-where copy_number = 1
+    ingested_at,
+    {{ run_stamp() }} as loaded_at
+from parsed

@@ -6,8 +6,11 @@
 
   Incremental: each run recomputes, in full, every day from the cutoff on, where the cutoff is the
   start of the latest day already in the table minus var('funnel_lookback_hours') (delete+insert by
-  event_date). A late event up to that old is therefore counted by the next run; older ones wait
-  for a --full-refresh.
+  event_date). A late event up to that old is therefore counted by the next run. On top of that,
+  the run also recomputes every older day that events staged in this same run touched (their
+  searches, clicks or conversions, as the incremental intermediates recomputed them), so an
+  incremental run gives the same table as a full refresh; only a day touched by a run that failed
+  before reaching this model waits for the lookback or a --full-refresh.
 -#}
 {{
     config(
@@ -27,7 +30,29 @@
     {%- endif -%}
 {%- endif %}
 
-with searches as (
+{%- set touched_filter -%}
+    {%- if cutoff is not none -%}
+        (DATE_COL >= cast('{{ cutoff }}' as date) or DATE_COL in (select event_date from touched_days))
+    {%- endif -%}
+{%- endset %}
+
+with
+{%- if cutoff is not none %}
+touched_days as (
+    select event_date from {{ ref('int_user_journeys') }} where refreshed_at >= {{ run_stamp() }}
+    union
+    select c.event_date
+    from {{ ref('stg_click_events') }} as c
+    inner join {{ ref('int_user_journeys') }} as j on j.search_event_id = c.search_event_id
+    where j.refreshed_at >= {{ run_stamp() }}
+    union
+    select event_date from {{ ref('stg_click_events') }} where loaded_at >= {{ run_stamp() }}
+    union
+    select event_date from {{ ref('int_conversions') }} where refreshed_at >= {{ run_stamp() }}
+),
+{%- endif %}
+
+searches as (
     select
         event_date,
         platform,
@@ -36,7 +61,7 @@ with searches as (
         utm_source,
         count(*) as searches
     from {{ ref('int_user_journeys') }}
-    {% if cutoff is not none %}where searched_at >= cast('{{ cutoff }}' as timestamp){% endif %}
+    {% if cutoff is not none %}where {{ touched_filter | replace('DATE_COL', 'event_date') }}{% endif %}
     group by 1, 2, 3, 4, 5
 ),
 
@@ -51,7 +76,7 @@ clicks as (
     from {{ ref('stg_click_events') }} as c
     left join {{ ref('int_user_journeys') }} as j
         on j.search_event_id = c.search_event_id
-    {% if cutoff is not none %}where c.event_time >= cast('{{ cutoff }}' as timestamp){% endif %}
+    {% if cutoff is not none %}where {{ touched_filter | replace('DATE_COL', 'c.event_date') }}{% endif %}
     group by 1, 2, 3, 4, 5
 ),
 
@@ -66,7 +91,7 @@ conversions as (
         sum(booking_value) as revenue
     from {{ ref('int_conversions') }}
     where is_within_window
-    {% if cutoff is not none %}and converted_at >= cast('{{ cutoff }}' as timestamp){% endif %}
+    {% if cutoff is not none %}and {{ touched_filter | replace('DATE_COL', 'event_date') }}{% endif %}
     group by 1, 2, 3, 4, 5
 ),
 
