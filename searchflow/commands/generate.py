@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -24,22 +24,56 @@ def _human(summary: Mapping[str, Any]) -> str:
     return head + "\n" + format_table(rows)
 
 
+SIMULATION_OPTIONS = [
+    click.option(
+        "--events",
+        type=int,
+        default=10_000,
+        show_default=True,
+        help="Lines to emit, exactly (faults included).",
+    ),
+    click.option(
+        "--users", type=int, default=10_000, show_default=True, help="Size of the user pool."
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=42,
+        show_default=True,
+        help="Same seed and arguments -> the same bytes.",
+    ),
+    click.option(
+        "--start", default=None, help="First simulated day, YYYY-MM-DD [default: 2025-01-01]."
+    ),
+    click.option(
+        "--days", type=int, default=7, show_default=True, help="Days in the simulated range."
+    ),
+    click.option(
+        "--click-through-rate", type=float, default=0.30, show_default=True, callback=_rate
+    ),
+    click.option(
+        "--conversion-rate",
+        type=float,
+        default=0.10,
+        show_default=True,
+        callback=_rate,
+        help="Share of clicks that book.",
+    ),
+    click.option("--malformed-rate", type=float, default=0.0, show_default=True, callback=_rate),
+    click.option("--duplicate-rate", type=float, default=0.0, show_default=True, callback=_rate),
+    click.option("--late-rate", type=float, default=0.0, show_default=True, callback=_rate),
+]
+
+
+def simulation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The generator's options (volume, seed, range, funnel rates, faults), shared with `run`."""
+    for option in reversed(SIMULATION_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command()
-@click.option(
-    "--events",
-    type=int,
-    default=10_000,
-    show_default=True,
-    help="Lines to emit, exactly (faults included).",
-)
-@click.option("--users", type=int, default=10_000, show_default=True, help="Size of the user pool.")
-@click.option(
-    "--seed",
-    type=int,
-    default=42,
-    show_default=True,
-    help="Same seed and arguments -> the same bytes.",
-)
+@simulation_options
 @click.option("--sink", default="jsonl", show_default=True, help="jsonl, redis or postgres.")
 @click.option(
     "--out",
@@ -47,26 +81,10 @@ def _human(summary: Mapping[str, Any]) -> str:
     default=None,
     help="Folder for --sink jsonl [default: $SEARCHFLOW_HOME/events].",
 )
-@click.option(
-    "--start", default=None, help="First simulated day, YYYY-MM-DD [default: 2025-01-01]."
-)
-@click.option("--days", type=int, default=7, show_default=True, help="Days in the simulated range.")
 @click.option("--live", is_flag=True, help="Trickle events with current timestamps.")
 @click.option(
     "--rate", type=float, default=10.0, show_default=True, help="Events per second with --live."
 )
-@click.option("--click-through-rate", type=float, default=0.30, show_default=True, callback=_rate)
-@click.option(
-    "--conversion-rate",
-    type=float,
-    default=0.10,
-    show_default=True,
-    callback=_rate,
-    help="Share of clicks that book.",
-)
-@click.option("--malformed-rate", type=float, default=0.0, show_default=True, callback=_rate)
-@click.option("--duplicate-rate", type=float, default=0.0, show_default=True, callback=_rate)
-@click.option("--late-rate", type=float, default=0.0, show_default=True, callback=_rate)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def generate(as_json: bool, sink: str, out: str | None, **options: Any) -> None:
     """Simulate search, click and conversion events (see generator/README.md).
