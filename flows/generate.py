@@ -49,7 +49,8 @@ def generate_events(
     )
     batch, summary = run(settings, config, sink, Path(out) if out else None)
     print(f"generated {summary['events']} events (batch {batch.batch_id}) into {summary['out']}")
-    gate_and_signal("generation", settings, summary, data=batch)
+    # the sink rides on the event: the ingest-events trigger reads from where this batch went
+    gate_and_signal("generation", settings, summary, data=batch, labels={"sink": sink})
     return summary
 
 

@@ -16,15 +16,25 @@ from flows.common import gate_and_signal, warehouse_slot
 
 @flow(name="ingest-events", log_prints=True)
 def ingest_events(
-    source: str = "jsonl", path: str | None = None, consumer: str | None = None
+    source: str = "jsonl",
+    path: str | None = None,
+    consumer: str | None = None,
+    batch_id: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest from ``source`` (jsonl, redis, postgres); gate and signal only when rows landed."""
+    """Ingest from ``source`` (jsonl, redis, postgres); gate and signal only when rows landed.
+
+    ``batch_id`` is the generated batch whose event woke this run (its trigger passes it). It is
+    for the record only: ingestion lands everything new in the source, exactly once, that batch
+    included, under an ingestion batch id of its own.
+    """
     from searchflow.config import get_settings
     from searchflow.ingest import run_ingestion
 
     settings = get_settings()
     with warehouse_slot():
         summary = run_ingestion(settings, source, path=path, consumer=consumer)
+        if batch_id:
+            summary["generated_batch_id"] = batch_id
         print(
             f"ingested from {source} (batch {summary['batch_id']}): read {summary['read']}, "
             f"landed {summary['landed']}, duplicates {summary['duplicates']}, "

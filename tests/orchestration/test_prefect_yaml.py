@@ -118,3 +118,13 @@ def test_pool_override_points_every_deployment(project: dict) -> None:
     assert (
         project["deployments"][0]["work_pool"]["name"] == DEFAULT_POOL
     )  # the original is untouched
+
+
+def test_ingestion_reads_the_sink_generation_wrote(by_name: dict[str, dict]) -> None:
+    """The generation event carries its sink; the ingest trigger turns it into the source."""
+    from generator.config import SINKS
+    from searchflow.ingest import SOURCES
+
+    (trigger,) = by_name["ingest-events"]["triggers"]
+    assert trigger["parameters"]["source"] == "{{ event.payload.sink }}"
+    assert set(SINKS) <= set(SOURCES)
