@@ -153,6 +153,8 @@ def _sync_once(
     warehouse_guard: WarehouseGuard = nullcontext,
 ) -> SyncReport:
     """One attempt: read the mart, then one Postgres transaction (and the Redis writes)."""
+    import pyarrow as pa
+
     from searchflow.sync import postgres_sync as pg
     from searchflow.sync.postgres_ddl import ensure_crm_schema
 
@@ -167,20 +169,27 @@ def _sync_once(
         ensure_crm_schema(cur)
         if report.sync in PG_TABLES:
             target = pg.target_for(spec, PG_TABLES[report.sync])
-            pg.stage(cur, target, batch)
-            if report.sync == "user_segments":
-                if not keep_removed and good == 0 and not report.full_resync:
-                    existing = pg.destination_count(cur, target)
-                    if existing:
-                        raise SearchflowError(
-                            f"{spec.mart} is empty; refusing to delete all {existing:,} rows of "
-                            f"{target.table} (run `searchflow transform`, or sync with "
-                            "--full-resync to mirror an empty mart)"
-                        )
-                report.inserted, report.updated = pg.upsert(cur, target, report.full_resync)
-                report.deleted = 0 if keep_removed else pg.mirror_delete(cur, target)
+            segments = report.sync == "user_segments"
+            mirror = segments and not keep_removed
+            pg_plan = pg.plan(
+                cur, target, batch, report.full_resync, mirror=mirror, compare=segments
+            )
+            if mirror and good == 0 and pg_plan.existing and not report.full_resync:
+                raise SearchflowError(
+                    f"{spec.mart} is empty; refusing to delete all {pg_plan.existing:,} rows of "
+                    f"{target.table} (run `searchflow transform`, or sync with "
+                    "--full-resync to mirror an empty mart)"
+                )
+            inserted, leftover = pg.insert_new(cur, target, pg_plan.new)
+            if segments:
+                rows = pg_plan.changed
+                if leftover.num_rows:
+                    rows = pa.concat_tables([leftover, rows], promote_options="permissive")
+                more, report.updated = pg.upsert(cur, target, rows, report.full_resync)
+                report.deleted = pg.mirror_delete(cur, target, pg_plan.gone)
             else:
-                report.inserted = pg.insert_new(cur, target)
+                more = pg.insert_missing(cur, target, leftover)
+            report.inserted = inserted + more
         else:
             from searchflow.services import redis_client
             from searchflow.sync import redis_sync
@@ -367,8 +376,7 @@ def _reconcile_once(settings: Settings, name: str, pg_connect: PgConnect) -> dic
         with _transaction(pg_connect, f"reconcile.{name}") as (con, cur):
             ensure_crm_schema(cur)
             target = pg.target_for(spec, PG_TABLES[name])
-            pg.stage(cur, target, batch)
-            out.update(pg.diff(cur, target))
+            out.update(pg.diff(cur, target, batch))
             con.rollback()
     else:
         from searchflow.services import redis_client

@@ -1,13 +1,23 @@
-"""The Postgres side of the syncs: COPY into a staging table, then one set-based statement.
+"""The Postgres side of the syncs: diff against the destination's real values, write only changes.
 
-Everything happens in the caller's transaction: staging, the upsert or insert, the mirror delete, the
-run record and the rejects. Commit makes the run visible at once; rollback (a failure, or a dry run)
-leaves the destination exactly as it was. The staging table is a temporary table dropped at commit.
+Plan: the destination's key and compared columns are read with one ``COPY (SELECT ...) TO STDOUT``
+(Postgres' fastest way out, ~20 bytes a row of CSV), parsed by Arrow into the mart's own column
+types, and compared with the mart in an in-memory DuckDB (a hash join, ``IS DISTINCT FROM`` per
+column). Only then is anything sent to Postgres:
 
-Change detection is a join against the destination with ``IS DISTINCT FROM`` on the compared
-columns, so an unchanged row is neither locked nor rewritten, and a second sync of an unchanged mart
-writes nothing. ``as_of`` (the mart's build time) is stored but not compared: new events move it for
-every user, and rewriting every row for that would make each sync a full rewrite.
+- new keys are COPYed straight into the destination table (no staging, no second statement);
+- changed rows (and, with ``--full-resync``, every existing row) go through a temporary staging
+  table and one ``INSERT ... ON CONFLICT DO UPDATE`` that re-checks ``IS DISTINCT FROM``;
+- keys that left the mart are COPYed into a temporary table and deleted in one statement.
+
+So an unchanged re-sync moves the destination's columns out once and writes nothing, and a first load
+is one COPY. No hash is stored anywhere: every run compares the values the destination holds at that
+moment, so a row edited behind the sync's back (any compared column) is always found and repaired.
+
+Everything happens in the caller's transaction: the writes, the run record and the rejects. Commit
+makes the run visible at once; rollback (a failure, or a dry run) leaves the destination exactly as
+it was. ``as_of`` (the mart's build time) is stored but not compared: new events move it for every
+user, and rewriting every row for that would make each sync a full rewrite.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -39,6 +50,16 @@ class PgTarget:
         return "_sf_stage_" + self.table.split(".")[-1]
 
 
+@dataclass
+class PgPlan:
+    """What a sync will write: new rows, rows to upsert (changed), keys to delete (Arrow tables)."""
+
+    new: pa.Table
+    changed: pa.Table
+    gone: pa.Table  # one column: the key
+    existing: int  # destination rows before the run
+
+
 def target_for(spec: MartSpec, table: str) -> PgTarget:
     compared = tuple(c for c in spec.columns if c not in (spec.key, "as_of"))
     return PgTarget(f"{SCHEMA}.{table}", spec.key, spec.columns, compared)
@@ -53,35 +74,129 @@ def copy_arrow(cur, table: pa.Table, target: str, columns: tuple[str, ...]) -> N
     cur.copy_expert(f"COPY {target} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf)
 
 
-def stage(cur, target: PgTarget, batch: MartBatch) -> None:
-    """Load the mart's good rows into a temp table shaped like the destination, plus held keys.
+def snapshot(cur, target: PgTarget, columns: tuple[str, ...], schema: pa.Schema) -> pa.Table:
+    """The destination's ``columns`` now, as Arrow in the mart's types (one COPY TO, no hashes).
 
-    Held keys are the non-NULL keys of rejected rows (duplicates): the mirror delete leaves their
-    destination rows alone, since the mart says nothing reliable about them.
+    timestamptz columns leave Postgres as UTC wall time, the form the marts' naive UTC timestamps
+    have; numbers and text keep Postgres' canonical text form, which Arrow parses exactly.
     """
+    exprs = []
+    types: dict[str, pa.DataType] = {}
+    for col in columns:
+        kind = schema.field(col).type
+        if pa.types.is_timestamp(kind):
+            exprs.append(f"({col} AT TIME ZONE 'UTC') AS {col}")
+            kind = pa.timestamp(kind.unit)
+        else:
+            exprs.append(col)
+        types[col] = kind
+    buf = io.BytesIO()
+    cur.copy_expert(
+        f"COPY (SELECT {', '.join(exprs)} FROM {target.table}) TO STDOUT WITH (FORMAT csv)", buf
+    )
+    if not buf.tell():
+        return pa.schema([(c, types[c]) for c in columns]).empty_table()
+    buf.seek(0)
+    return pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+
+
+def _differs(target: PgTarget, left: str, right: str) -> str:
+    return " OR ".join(f"{left}.{c} IS DISTINCT FROM {right}.{c}" for c in target.compared)
+
+
+def _diff_db(batch: MartBatch, dest: pa.Table, key: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with ``m`` (the mart's good rows), ``d`` (destination), ``h`` (held)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("m", batch.good)
+    con.register("d", dest)
+    con.register("h", batch.rejects.select([key]).drop_null())
+    return con
+
+
+def plan(
+    cur, target: PgTarget, batch: MartBatch, full_resync: bool, mirror: bool, compare: bool = True
+) -> PgPlan:
+    """Compare the mart with the destination's current values; nothing is written here.
+
+    ``compare=False`` (the insert-only queue) reads only the destination's keys. Held keys, the
+    non-NULL keys of rejected rows (duplicates), are never deleted: the mart says nothing reliable
+    about them.
+    """
+    cols = (target.key, *target.compared) if compare else (target.key,)
+    dest = snapshot(cur, target, cols, batch.good.schema)
+    key = target.key
+    con = _diff_db(batch, dest, key)
+    try:
+        new = con.execute(f"SELECT m.* FROM m ANTI JOIN d ON d.{key} = m.{key}").to_arrow_table()
+        if compare:
+            changed_if = "TRUE" if full_resync else _differs(target, "m", "d")
+            changed = con.execute(
+                f"SELECT m.* FROM m JOIN d ON d.{key} = m.{key} WHERE {changed_if}"
+            ).to_arrow_table()
+        else:
+            changed = batch.good.schema.empty_table()
+        if mirror:
+            gone = con.execute(
+                f"SELECT d.{key} FROM d ANTI JOIN m ON m.{key} = d.{key} "
+                f"ANTI JOIN h ON h.{key} = d.{key}"
+            ).to_arrow_table()
+        else:
+            gone = pa.table({key: pa.array([], pa.string())})
+    finally:
+        con.close()
+    return PgPlan(new=new, changed=changed, gone=gone, existing=dest.num_rows)
+
+
+def insert_new(cur, target: PgTarget, rows: pa.Table) -> tuple[int, pa.Table]:
+    """COPY new rows straight into the destination; (inserted, rows left for the upsert path).
+
+    Inside a savepoint: if a row with one of these keys appeared since the plan (someone else wrote
+    it), the COPY is undone and the rows go through the staged ``ON CONFLICT`` path instead.
+    """
+    import psycopg2
+
+    if not rows.num_rows:
+        return 0, rows
+    cur.execute("SAVEPOINT sf_copy_new")
+    try:
+        copy_arrow(cur, rows.select(list(target.columns)), target.table, target.columns)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT sf_copy_new")
+        return 0, rows
+    cur.execute("RELEASE SAVEPOINT sf_copy_new")
+    return rows.num_rows, rows.schema.empty_table()
+
+
+def stage(cur, target: PgTarget, rows: pa.Table) -> None:
+    """Load rows into a temp table shaped like the destination (dropped at commit)."""
     cols = ", ".join(target.columns)
     cur.execute(
         f"CREATE TEMP TABLE {target.stage} ON COMMIT DROP AS "
         f"SELECT {cols} FROM {target.table} WITH NO DATA"
     )
-    copy_arrow(cur, batch.good.select(list(target.columns)), target.stage, target.columns)
-    cur.execute(f"ANALYZE {target.stage}")
-    cur.execute(f"CREATE TEMP TABLE {target.stage}_held (key text) ON COMMIT DROP")
-    held = batch.rejects.select([target.key]).drop_null().rename_columns(["key"])
-    copy_arrow(cur, held, f"{target.stage}_held", ("key",))
+    copy_arrow(cur, rows.select(list(target.columns)), target.stage, target.columns)
 
 
-def _distinct(target: PgTarget, left: str, right: str) -> str:
-    a = ", ".join(f"{left}.{c}" for c in target.compared)
-    b = ", ".join(f"{right}.{c}" for c in target.compared)
-    return f"ROW({a}) IS DISTINCT FROM ROW({b})"
+def upsert(cur, target: PgTarget, rows: pa.Table, full_resync: bool) -> tuple[int, int]:
+    """Insert or update the staged rows in one statement; (inserted, updated).
 
-
-def upsert(cur, target: PgTarget, full_resync: bool) -> tuple[int, int]:
-    """Insert new keys and update changed ones in one statement; (inserted, updated)."""
+    The ``IS DISTINCT FROM`` re-check keeps a row that already holds the mart's values untouched
+    (it may have been repaired by someone else since the plan).
+    """
+    if not rows.num_rows:
+        return 0, 0
+    stage(cur, target, rows)
     cols = ", ".join(target.columns)
     s_cols = ", ".join(f"s.{c}" for c in target.columns)
-    changed = "TRUE" if full_resync else f"t.{target.key} IS NULL OR {_distinct(target, 's', 't')}"
+    changed = "TRUE" if full_resync else f"t.{target.key} IS NULL OR ({_differs(target, 's', 't')})"
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in target.columns if c != target.key)
     cur.execute(
         f"""
@@ -100,56 +215,54 @@ def upsert(cur, target: PgTarget, full_resync: bool) -> tuple[int, int]:
     return int(inserted), int(updated)
 
 
-def insert_new(cur, target: PgTarget) -> int:
-    """Insert only keys the destination has never had; an existing row is never touched."""
+def insert_missing(cur, target: PgTarget, rows: pa.Table) -> int:
+    """Insert-only fallback: staged rows whose key the destination has never had."""
+    if not rows.num_rows:
+        return 0
+    stage(cur, target, rows)
     cols = ", ".join(target.columns)
     cur.execute(
-        f"""
-        INSERT INTO {target.table} ({cols})
-        SELECT {cols} FROM {target.stage} s
-        WHERE NOT EXISTS (SELECT 1 FROM {target.table} t WHERE t.{target.key} = s.{target.key})
-        ON CONFLICT ({target.key}) DO NOTHING
-        """
+        f"INSERT INTO {target.table} ({cols}) SELECT {cols} FROM {target.stage} "
+        f"ON CONFLICT ({target.key}) DO NOTHING"
     )
     return int(cur.rowcount)
 
 
-def destination_count(cur, target: PgTarget) -> int:
-    cur.execute(f"SELECT count(*) FROM {target.table}")
-    return int(cur.fetchone()[0])
-
-
-def mirror_delete(cur, target: PgTarget) -> int:
-    """Delete destination rows whose key left the mart (held keys stay)."""
-    cur.execute(
-        f"""
-        DELETE FROM {target.table} t
-        WHERE NOT EXISTS (SELECT 1 FROM {target.stage} s WHERE s.{target.key} = t.{target.key})
-          AND NOT EXISTS (SELECT 1 FROM {target.stage}_held h WHERE h.key = t.{target.key})
-        """
-    )
+def mirror_delete(cur, target: PgTarget, gone: pa.Table) -> int:
+    """Delete the destination rows whose key left the mart, in one statement."""
+    if not gone.num_rows:
+        return 0
+    key = target.key
+    cur.execute(f"CREATE TEMP TABLE {target.stage}_gone ({key} text) ON COMMIT DROP")
+    copy_arrow(cur, gone, f"{target.stage}_gone", (key,))
+    cur.execute(f"DELETE FROM {target.table} t USING {target.stage}_gone g WHERE t.{key} = g.{key}")
     return int(cur.rowcount)
 
 
-def diff(cur, target: PgTarget) -> dict[str, object]:
-    """Drift between the staged mart and the destination: missing, extra, different, with samples."""
+def diff(cur, target: PgTarget, batch: MartBatch) -> dict[str, object]:
+    """Drift between the mart and the destination: missing, extra, different, with samples.
+
+    The destination's real values are compared (no stored hash), like a sync does.
+    """
+    dest = snapshot(cur, target, (target.key, *target.compared), batch.good.schema)
     key = target.key
     queries = {
-        "missing": f"""SELECT s.{key} FROM {target.stage} s
-            WHERE NOT EXISTS (SELECT 1 FROM {target.table} t WHERE t.{key} = s.{key})""",
-        "extra": f"""SELECT t.{key} FROM {target.table} t
-            WHERE NOT EXISTS (SELECT 1 FROM {target.stage} s WHERE s.{key} = t.{key})""",
-        "different": f"""SELECT s.{key} FROM {target.stage} s
-            JOIN {target.table} t ON t.{key} = s.{key} WHERE {_distinct(target, "s", "t")}""",
+        "missing": f"SELECT m.{key} FROM m ANTI JOIN d ON d.{key} = m.{key}",
+        "extra": f"SELECT d.{key} FROM d ANTI JOIN m ON m.{key} = d.{key}",
+        "different": f"SELECT m.{key} FROM m JOIN d ON d.{key} = m.{key} "
+        f"WHERE {_differs(target, 'm', 'd')}",
     }
     out: dict[str, object] = {}
-    for kind, query in queries.items():
-        cur.execute(
-            f"SELECT count(*), (array_agg(k ORDER BY k))[1:{SAMPLE}] FROM ({query}) AS q(k)"
-        )
-        count, sample = cur.fetchone()
-        out[kind] = int(count)
-        out[f"{kind}_sample"] = list(sample or [])
+    con = _diff_db(batch, dest, key)
+    try:
+        for kind, query in queries.items():
+            count, sample = con.execute(
+                f"SELECT count(*), list(k ORDER BY k)[1:{SAMPLE}] FROM ({query}) AS q(k)"
+            ).fetchone()
+            out[kind] = int(count)
+            out[f"{kind}_sample"] = list(sample or [])
+    finally:
+        con.close()
     return out
 
 

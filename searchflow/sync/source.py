@@ -52,20 +52,35 @@ def missing_mart_error(mart: str) -> SearchflowError:
     )
 
 
+def _missing(spec: MartSpec) -> str:
+    return " OR ".join(f"{c} IS NULL" for c in spec.required) or "false"
+
+
+def clean_query(spec: MartSpec) -> str:
+    """One aggregate: TRUE when no row can be a reject (the common case, checked cheaply)."""
+    return f"""
+        SELECT count(*) = count(DISTINCT {spec.key}) AND NOT coalesce(bool_or({_missing(spec)}), false)
+        FROM {spec.mart}
+    """
+
+
 def reject_query(spec: MartSpec) -> str:
     """One scan: every row with the reason it cannot be written (NULL when it can)."""
-    cols = ", ".join(spec.columns)
-    missing = " OR ".join(f"{c} IS NULL" for c in spec.required) or "false"
+    cols = ", ".join(f"m.{c}" for c in spec.columns)
     reason = f"""CASE
-                   WHEN {spec.key} IS NULL THEN 'null_key'
-                   WHEN count(*) OVER (PARTITION BY {spec.key}) > 1 THEN 'duplicate_key'
-                   WHEN {missing} THEN 'missing_value'
+                   WHEN m.{spec.key} IS NULL THEN 'null_key'
+                   WHEN dup.{spec.key} IS NOT NULL THEN 'duplicate_key'
+                   WHEN {_missing(spec)} THEN 'missing_value'
                END"""
     # The whole row as JSON only for rejects: encoding every good row would cost a second scan.
+    # Duplicates through a GROUP BY (a hash aggregate), about twice as fast as a window count.
     return f"""
+        WITH dup AS (
+            SELECT {spec.key} FROM {spec.mart} GROUP BY {spec.key} HAVING count(*) > 1
+        )
         SELECT {cols}, {reason} AS _reason,
                CASE WHEN {reason} IS NOT NULL THEN to_json(m)::VARCHAR END AS _row
-        FROM {spec.mart} AS m
+        FROM {spec.mart} AS m LEFT JOIN dup ON dup.{spec.key} = m.{spec.key}
     """
 
 
@@ -82,6 +97,11 @@ def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
     try:
         try:
+            if con.execute(clean_query(spec)).fetchone()[0]:
+                cols = ", ".join(spec.columns)
+                good = con.execute(f"SELECT {cols} FROM {spec.mart}").to_arrow_table()
+                empty = con.execute(f"{reject_query(spec)} LIMIT 0").to_arrow_table()
+                return MartBatch(good=good, rejects=empty)
             table = con.execute(reject_query(spec)).to_arrow_table()
         except duckdb.CatalogException as exc:
             if spec.mart.split(".")[-1] in str(exc):

@@ -273,7 +273,7 @@ def test_failed_run_leaves_destination_as_it_was(
     run_sync(service_settings, "user_segments")
     build_marts(segments=[segment_row(i, segment="power") for i in range(20)])
 
-    def broken(cur, target):
+    def broken(*args):
         raise psycopg2.errors.CheckViolation("violates check constraint")
 
     monkeypatch.setattr(postgres_sync, "mirror_delete", broken)

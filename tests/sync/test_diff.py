@@ -1,0 +1,157 @@
+"""The diff against the destination's real values: type round trips, tampering, races, other keys."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg2
+import pytest
+import redis
+
+from searchflow.sync import postgres_sync, run_reconcile, run_sync
+
+from .marts import AS_OF, reco_row, trigger_row
+
+pytestmark = pytest.mark.services
+
+
+def execute(url: str, sql: str) -> list[tuple]:
+    con = psycopg2.connect(url)
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        con.commit()
+        con.close()
+
+
+@pytest.fixture
+def rds(redis_url: str):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_awkward_values_round_trip_without_false_changes(service_settings, build_marts):
+    """Text CSV can garble (quotes, commas, newlines, '' vs NULL, fractions of seconds, cents)."""
+    weird = [
+        ("user,1", 'say "hi"', 1, None, 0, 0.01, AS_OF.replace(microsecond=123456), None, AS_OF),
+        ('user"2', "multi\nline", None, 2, None, None, None, AS_OF.replace(microsecond=1), AS_OF),
+        ("user 3", " ", 0, 0, 0, 99999999.99, AS_OF, AS_OF, AS_OF),
+        ("ünïcødé", "ß", -1, 1, 1, -12.5, AS_OF, AS_OF, AS_OF),
+    ]
+    triggers = [("t,1", "user,1", "", "abandoned_search", None, 2, AS_OF, AS_OF, AS_OF)]
+    build_marts(segments=weird, triggers=triggers)
+    first = run_sync(service_settings, "user_segments")
+    assert first["inserted"] == 4
+    again = run_sync(service_settings, "user_segments")
+    assert (again["inserted"], again["updated"], again["deleted"], again["unchanged"]) == (
+        0,
+        0,
+        0,
+        4,
+    )
+    assert run_reconcile(service_settings, "user_segments")["in_sync"]
+    assert run_sync(service_settings, "email_triggers")["inserted"] == 1
+    assert run_sync(service_settings, "email_triggers")["inserted"] == 0
+    assert run_reconcile(service_settings, "email_triggers")["in_sync"]
+
+
+def test_tampering_any_compared_column_is_found_and_repaired(
+    service_settings, default_marts, postgres_url
+):
+    run_sync(service_settings, "user_segments")
+    execute(
+        postgres_url,
+        """
+        UPDATE crm.user_segments SET last_seen_at = last_seen_at + interval '1 microsecond'
+            WHERE user_id = 'user_1';
+        UPDATE crm.user_segments SET lifetime_value = lifetime_value + 0.01 WHERE user_id = 'user_2';
+        UPDATE crm.user_segments SET total_clicks = NULL WHERE user_id = 'user_3';
+        DELETE FROM crm.user_segments WHERE user_id = 'user_4';
+        """,
+    )
+    drift = run_reconcile(service_settings, "user_segments")
+    assert (drift["missing"], drift["extra"], drift["different"]) == (1, 0, 3)
+    assert drift["different_sample"] == ["user_1", "user_2", "user_3"]
+    report = run_sync(service_settings, "user_segments")
+    assert (report["inserted"], report["updated"], report["deleted"]) == (1, 3, 0)
+    assert run_reconcile(service_settings, "user_segments")["in_sync"]
+
+
+def test_rows_written_behind_the_plan_fall_back_to_the_upsert(
+    service_settings, default_marts, postgres_url, monkeypatch
+):
+    """A key that appears between the diff and the COPY is upserted, not a unique violation."""
+    run_sync(service_settings, "user_segments")
+    run_sync(service_settings, "email_triggers")
+    execute(postgres_url, "UPDATE crm.user_segments SET segment = 'x' WHERE user_id = 'user_9'")
+    real = postgres_sync.snapshot
+
+    def blind(cur, target, columns, schema):  # the destination looks empty to the plan
+        return real(cur, target, columns, schema).slice(0, 0)
+
+    monkeypatch.setattr(postgres_sync, "snapshot", blind)
+    seg = run_sync(service_settings, "user_segments")
+    assert (seg["inserted"], seg["updated"], seg["deleted"]) == (0, 1, 0)
+    queue = run_sync(service_settings, "email_triggers")
+    assert queue["inserted"] == 0
+    monkeypatch.undo()
+    assert run_reconcile(service_settings, "user_segments")["in_sync"]
+
+
+def test_keys_of_other_applications_are_left_alone(service_settings, build_marts, rds):
+    """Other keys in the database force a SCAN for extras; they are never touched."""
+    build_marts(recos=[reco_row(i) for i in range(6)])
+    rds.set("other:app", "keep")
+    rds.xadd("events", {"a": "1"})
+    first = run_sync(service_settings, "recommendations")
+    assert (first["inserted"], first["deleted"]) == (6, 0)
+    rds.set("reco:ghost", json.dumps({"destinations": [], "score": 0}))
+    again = run_sync(service_settings, "recommendations")
+    assert (again["inserted"], again["updated"], again["deleted"], again["unchanged"]) == (
+        0,
+        0,
+        1,
+        6,
+    )
+    assert rds.get("other:app") == b"keep" and rds.xlen("events") == 1
+    assert rds.get("reco:ghost") is None
+
+
+def test_only_reco_keys_skip_the_scan_and_still_find_extras(
+    service_settings, build_marts, rds, monkeypatch
+):
+    build_marts(recos=[reco_row(i) for i in range(5)])
+    run_sync(service_settings, "recommendations")
+    calls: list[str] = []
+    original = redis.Redis.scan_iter
+
+    def spy(self, *args, **kwargs):
+        calls.append("scan")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "scan_iter", spy)
+    assert run_sync(service_settings, "recommendations")["unchanged"] == 5
+    assert calls == []  # DBSIZE == keys found: nothing else to list
+    build_marts(recos=[reco_row(i) for i in range(3)])
+    report = run_sync(service_settings, "recommendations")
+    assert (report["deleted"], report["unchanged"]) == (2, 3) and calls == ["scan"]
+
+
+def test_value_with_extra_fields_or_other_spelling_is_rewritten(service_settings, build_marts, rds):
+    build_marts(recos=[reco_row(1)])
+    run_sync(service_settings, "recommendations")
+    value = json.loads(rds.get("reco:user_1"))
+    rds.set("reco:user_1", json.dumps(value, indent=1))  # same content, other spelling
+    report = run_sync(service_settings, "recommendations")
+    assert report["updated"] == 1
+    assert json.loads(rds.get("reco:user_1")) == value
+    assert run_sync(service_settings, "recommendations")["unchanged"] == 1
+
+
+def test_trigger_rows_in_mart_round_trip(service_settings, build_marts):
+    build_marts(triggers=[trigger_row(i) for i in range(3)])
+    assert run_sync(service_settings, "email_triggers", dry_run=True)["inserted"] == 3
+    assert run_sync(service_settings, "email_triggers")["inserted"] == 3
