@@ -36,13 +36,16 @@ UPSTREAM: dict[str, str] = {
     "sync-recommendations": "transform",
 }
 STAGE_OF = dict((d, s) for s, d in CHAIN)
-# Which payload count is "rows" for a stage, first match wins.
-ROW_KEYS: dict[str, tuple[str, ...]] = {
-    "generation": ("events", "generated", "total", "rows"),
-    "ingestion": ("landed", "rows_landed", "inserted", "read", "rows"),
-    "transformation": ("passed", "models", "rows"),
-    "sync": ("read", "rows_read", "inserted", "rows"),
+# Which payload count is "rows" for a stage: the numeric fields of each stage's summary that
+# flows.common.gate_and_signal puts on its event (generation: events generated; ingestion: rows
+# landed; sync: mart rows read). dbt reports nodes, not rows: the transformation shows its nodes.
+ROW_KEYS: dict[str, str] = {
+    "generation": "events",
+    "ingestion": "landed",
+    "transformation": "nodes",
+    "sync": "read",
 }
+ROW_UNITS: dict[str, str] = {"transformation": " nodes"}
 # After a stage completes, how long its .validated event may take to show up before we call it stalled.
 STALL_GRACE_SECONDS = 45.0
 BAD_STATES = {"FAILED", "CRASHED", "CANCELLED", "CANCELLING"}
@@ -112,19 +115,26 @@ class Chain:
         return {r.deployment: r for r in self.runs}
 
     def hops(self) -> list[dict[str, Any]]:
-        """Event emitted upstream -> downstream run running, per triggered run (seconds)."""
+        """Event emitted upstream -> downstream run running, per triggered run (seconds).
+
+        Split in two where the seconds go: ``trigger_seconds`` (event -> run created: the server's
+        automation) and ``start_seconds`` (run created -> running: the worker's poll, the new
+        process importing Prefect, the pull step, loading the flow).
+        """
         runs = self.by_deployment()
         out = []
         for deployment, upstream in UPSTREAM.items():
             up, down = runs[upstream], runs[deployment]
             if up.event_at and down.started:
-                out.append(
-                    {
-                        "from": upstream,
-                        "to": deployment,
-                        "seconds": round((down.started - up.event_at).total_seconds(), 2),
-                    }
-                )
+                hop: dict[str, Any] = {
+                    "from": upstream,
+                    "to": deployment,
+                    "seconds": round((down.started - up.event_at).total_seconds(), 2),
+                }
+                if down.created:
+                    hop["trigger_seconds"] = round((down.created - up.event_at).total_seconds(), 2)
+                    hop["start_seconds"] = round((down.started - down.created).total_seconds(), 2)
+                out.append(hop)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,10 +149,9 @@ class Chain:
 
 
 def _rows(stage: str, counts: dict[str, Any]) -> int | None:
-    for key in ROW_KEYS.get(stage, ()):
-        value = counts.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
+    value = counts.get(ROW_KEYS.get(stage, ""))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
     return None
 
 
@@ -282,20 +291,31 @@ def follow(
     poll_seconds: float = 1.0,
     on_change: Any = None,
 ) -> Chain:
-    """Poll until the chain is decided or ``timeout`` seconds pass; returns the last snapshot."""
-    from prefect.client.orchestration import get_client
+    """Poll until the chain is decided or ``timeout`` seconds pass; returns the last snapshot.
 
+    One client and one event loop for the whole follow: a fresh client per poll costs CPU that the
+    flow runs on the same machine need.
+    """
     from deployments.prepare import api
 
-    async def once() -> tuple[list[StageRun], datetime]:
-        async with get_client() as client:
-            return await snapshot(client, root_id, deployment_ids)
+    with api(api_url):
+        return asyncio.run(_follow(root_id, deployment_ids, timeout, poll_seconds, on_change))
+
+
+async def _follow(
+    root_id: str,
+    deployment_ids: dict[str, str],
+    timeout: float,
+    poll_seconds: float,
+    on_change: Any,
+) -> Chain:
+    from prefect.client.orchestration import get_client
 
     started = time.monotonic()
     last_states: tuple[str, ...] = ()
-    with api(api_url):
+    async with get_client() as client:
         while True:
-            runs, _ = asyncio.run(once())
+            runs, _ = await snapshot(client, root_id, deployment_ids)
             states = tuple(r.state for r in runs)
             if on_change is not None and states != last_states:
                 on_change(runs)
@@ -304,8 +324,8 @@ def follow(
             elapsed = time.monotonic() - started
             if outcome != "running":
                 # a run's last event can land a moment after its final state: read once more
-                time.sleep(min(2.0, poll_seconds * 2))
-                runs, _ = asyncio.run(once())
+                await asyncio.sleep(min(2.0, poll_seconds * 2))
+                runs, _ = await snapshot(client, root_id, deployment_ids)
                 return Chain(runs, outcome, stopped_at, reason, elapsed)
             if elapsed >= timeout:
                 pending = [r.deployment for r in runs if r.state_type != "COMPLETED"]
@@ -316,7 +336,7 @@ def follow(
                     f"not finished after {timeout:.0f} s (waiting on {', '.join(pending)})",
                     elapsed,
                 )
-            time.sleep(poll_seconds)
+            await asyncio.sleep(poll_seconds)
 
 
 def table(chain: Chain) -> str:
@@ -336,7 +356,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 r["run"],
                 r["state"],
                 "-" if r["seconds"] is None else f"{r['seconds']:.1f}",
-                "-" if r["rows"] is None else f"{r['rows']:,}",
+                "-" if r["rows"] is None else f"{r['rows']:,}{ROW_UNITS.get(r['stage'], '')}",
                 r["created_by"].split(":", 1)[0] if r["created_by"] else "-",
             )
         )

@@ -56,8 +56,70 @@ class Worker:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop the worker and the flow-run processes it started (the whole group)."""
+        """Stop the worker and the flow-run processes it started.
+
+        Prefect starts each flow-run process in a session of its own, so stopping the worker's
+        group is not enough when a run is still going (a failed or timed-out chain): the flow-run
+        processes are found first, as the worker's descendants, and stopped after it.
+        """
+        children = descendants(self.process.pid)
         stop_process_group(self.process, timeout)
+        stop_pids(children, timeout)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren...), found through /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
+    """SIGTERM each process (and its group when it leads one) still alive, then SIGKILL."""
+    import signal
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        try:  # a zombie whose parent is gone is not worth waiting for
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    def send(pid: int, sig: int) -> None:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    remaining = [p for p in pids if alive(p)]
+    for pid in remaining:
+        send(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.2)
+        remaining = [p for p in remaining if alive(p)]
+    for pid in remaining:
+        send(pid, signal.SIGKILL)
 
     def __enter__(self) -> Worker:
         return self

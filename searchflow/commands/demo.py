@@ -73,6 +73,7 @@ def demo(
     def progress(message: str) -> None:
         click.echo(message, err=True)
 
+    _stop_on_sigterm()
     keep = Running() if serve else None
     try:
         result = run_demo(get_settings(), events, seed, pool, timeout, progress, keep)
@@ -86,6 +87,17 @@ def demo(
     if not result.chain.ok:
         failed_gate = any(r.event.endswith(".failed") for r in result.chain.runs)
         ctx.exit(3 if failed_gate else 1)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the worker and the server the demo started are stopped too
+    (they run in their own sessions and would otherwise outlive a killed demo)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _serve(ui_url: str) -> None:

@@ -83,3 +83,21 @@ def test_table_and_hops() -> None:
     ]
     assert len(text.splitlines()) == 2 + len(CHAIN)
     assert {h["to"] for h in chain.hops()} == {d for _, d in CHAIN[1:]}
+
+
+def test_row_keys_are_fields_of_the_real_stage_summaries() -> None:
+    """The rows column reads what each stage's gate event really carries (numeric summary fields)."""
+    from deployments.follow import ROW_KEYS
+    from generator import config_from_options, generate
+    from searchflow.ingest.land import empty_counts, summarize
+    from searchflow.sync.report import SyncReport
+    from searchflow.transform import summarize as transform_summary
+
+    generation = generate(config_from_options(events=200, seed=1)).counts()
+    ingestion = summarize("b", "jsonl", empty_counts(), 0.0)
+    transformation = transform_summary([], 0.0)
+    sync_fields = SyncReport.__dataclass_fields__
+    assert isinstance(generation[ROW_KEYS["generation"]], int)
+    assert isinstance(ingestion[ROW_KEYS["ingestion"]], int)
+    assert isinstance(transformation[ROW_KEYS["transformation"]], int)
+    assert sync_fields[ROW_KEYS["sync"]].type in (int, "int")
