@@ -96,3 +96,48 @@ def docs_cmd(no_open: bool) -> None:
         import webbrowser
 
         webbrowser.open(index.as_uri())
+
+
+CHECK_CHOICES = (
+    "ingestion",
+    "transformation",
+    "sync.user_segments",
+    "sync.email_triggers",
+    "sync.recommendations",
+)
+
+
+@dq.command("check")
+@click.argument("stage", type=click.Choice(CHECK_CHOICES))
+@click.option(
+    "--batch-id", help="Ingestion: the batch to validate (default: the latest gated one)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def check_cmd(stage: str, batch_id: str | None, as_json: bool) -> None:
+    """Run one gate again on what is there now (the warehouse, Postgres, Redis).
+
+    For a stage's output changed after its run, or to see a gate fail on purpose. The generation
+    gate needs the generator's in-memory batch, so it runs only inside `searchflow run`/`generate`.
+    Exits 3 when the gate does not pass, like the pipeline.
+    """
+    from datetime import UTC, datetime
+
+    from searchflow.config import get_settings
+    from searchflow.errors import UsageError
+    from searchflow.quality import gate
+    from searchflow.quality.history import latest
+
+    settings = get_settings()
+    name, _, sync = stage.partition(".")
+    if name == "ingestion" and not batch_id:
+        last = latest(settings, "ingestion")
+        if not last:
+            raise UsageError("no ingestion batch gated yet; pass --batch-id (see raw.*.batch_id)")
+        batch_id = str(last[0]["batch_id"])
+    summary = {
+        "batch_id": batch_id or f"check-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+        "sync": sync or None,
+    }
+    outcome = gate(name, settings, summary)
+    keep = ("key", "status", "batch_id", "evaluated", "passed", "report")
+    report({k: outcome.get(k) for k in keep}, as_json, lambda o: outcome["message"])

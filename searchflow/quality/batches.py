@@ -48,6 +48,8 @@ class StageBatch:
     parameters: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     postgres_url: str | None = None
+    # per validation definition: the rule figures behind its one-row frame (see checks.RuleSet)
+    rules: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
@@ -76,57 +78,35 @@ def _rate_band(rate: float, n: int, tolerance: float) -> tuple[float, float]:
     return max(0.0, rate - slack), min(1.0, rate + slack)
 
 
-def _generated_frames(data: Any) -> dict[str, pd.DataFrame]:
-    """The generator's well-formed events per type, from a GeneratedBatch or a dict of frames."""
+def _generated_tables(data: Any) -> dict[str, Any]:
+    """The generator's well-formed events per type as Arrow tables (a GeneratedBatch, or frames)."""
+    import pyarrow as pa
+
     if data is None:
         raise SearchflowError("the generation gate needs the generated batch; pass data= to gate()")
-    frames: dict[str, pd.DataFrame] = {}
+    tables: dict[str, Any] = {}
     for event_type in EVENT_TYPES:
-        if hasattr(data, "to_pandas"):
-            frames[event_type] = data.to_pandas(event_type)
-        else:
-            frame = data.get(event_type, data.get(f"{event_type}_events"))
-            if frame is None:
-                raise SearchflowError(f"the generated batch has no {event_type} events frame")
-            frames[event_type] = frame if isinstance(frame, pd.DataFrame) else frame.to_pandas()
-    return frames
-
-
-def _isin(values: pd.Series, allowed: pd.Series) -> Any:
-    """``values.isin(allowed)`` through Arrow's hash kernel.
-
-    pandas' own ``isin`` on Arrow-backed strings builds a Python scalar per allowed value, which
-    costs seconds at a million ids.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    mask = pc.is_in(
-        pa.array(values, from_pandas=True), value_set=pa.array(allowed, from_pandas=True)
-    )
-    return mask.to_numpy(zero_copy_only=False)
+        if hasattr(data, "to_arrow"):
+            tables[event_type] = data.to_arrow(event_type)
+            continue
+        frame = data.get(event_type, data.get(f"{event_type}_events"))
+        if frame is None:
+            raise SearchflowError(f"the generated batch has no {event_type} events frame")
+        tables[event_type] = (
+            frame
+            if isinstance(frame, pa.Table)
+            else pa.Table.from_pandas(frame, preserve_index=False)
+        )
+    return tables
 
 
 def generation(settings: Settings, summary: Mapping[str, Any], data: Any) -> StageBatch:
-    """The generated batch: each type's events, their links, and the batch's rates."""
-    frames = _generated_frames(data)
-    search, click, conversion = (frames[t] for t in EVENT_TYPES)
-    if "search_event_id" in click and "event_id" in search:
-        click = click.assign(has_search=_isin(click["search_event_id"], search["event_id"]))
-    if "click_event_id" in conversion and "event_id" in click:
-        conversion = conversion.assign(
-            has_click=_isin(conversion["click_event_id"], click["event_id"])
-        )
-    n_search, n_click, n_conv = len(search), len(click), len(conversion)
-    rates = pd.DataFrame(
-        {
-            "searches": [n_search],
-            "clicks": [n_click],
-            "conversions": [n_conv],
-            "click_through_rate": [n_click / n_search if n_search else 0.0],
-            "conversion_rate": [n_conv / n_click if n_click else 0.0],
-        }
-    )
+    """The generated batch: its schema, and its rule figures and rates in one row (see checks)."""
+    from searchflow.quality import checks
+
+    tables = _generated_tables(data)
+    rules = checks.generation_rules(tables)
+    n_search, n_click, n_conv = (tables[t].num_rows for t in EVENT_TYPES)
     config = getattr(data, "config", None)
     ctr = float(getattr(config, "click_through_rate", summary.get("click_through_rate", 0.30)))
     cvr = float(getattr(config, "conversion_rate", summary.get("conversion_rate", 0.10)))
@@ -135,45 +115,20 @@ def generation(settings: Settings, summary: Mapping[str, Any], data: Any) -> Sta
     return StageBatch(
         checkpoint="generation",
         frames={
-            "generation.search_events": search,
-            "generation.click_events": click,
-            "generation.conversion_events": conversion,
-            "generation.batch": rates,
+            "generation.schema": checks.schema_frame(tables),
+            "generation.batch": rules.frame(),
         },
         parameters={
-            "link_mostly": 1.0 - settings.dq_max_orphan_share,
+            "max_orphan_share": settings.dq_max_orphan_share,
             "ctr_min": ctr_min,
             "ctr_max": ctr_max,
             "cvr_min": cvr_min,
             "cvr_max": cvr_max,
         },
         counts={"search": n_search, "click": n_click, "conversion": n_conv},
+        rules={"generation.batch": rules},
     )
 
-
-_INGESTED = {
-    "search": """
-        SELECT event_id, event_time, epoch(event_time) - epoch($now) AS seconds_ahead,
-               payload->>'session_id' AS session_id
-        FROM raw.search_events WHERE batch_id = $batch""",
-    # A parent counts when it is anywhere in raw: it may have landed in an earlier batch.
-    "click": """
-        SELECT c.event_id, c.event_time, epoch(c.event_time) - epoch($now) AS seconds_ahead,
-               c.payload->>'session_id' AS session_id,
-               c.payload->>'search_event_id' AS search_event_id,
-               s.event_id IS NOT NULL AS has_search
-        FROM raw.click_events c
-        LEFT JOIN raw.search_events s ON s.event_id = (c.payload->>'search_event_id')
-        WHERE c.batch_id = $batch""",
-    "conversion": """
-        SELECT v.event_id, v.event_time, epoch(v.event_time) - epoch($now) AS seconds_ahead,
-               v.payload->>'session_id' AS session_id,
-               v.payload->>'click_event_id' AS click_event_id,
-               c.event_id IS NOT NULL AS has_click
-        FROM raw.conversion_events v
-        LEFT JOIN raw.click_events c ON c.event_id = (v.payload->>'click_event_id')
-        WHERE v.batch_id = $batch""",
-}
 
 _LANDED_BEFORE = """
     SELECT count(*) FROM raw.{t}_events o
@@ -181,44 +136,54 @@ _LANDED_BEFORE = """
       AND o.event_id IN (SELECT event_id FROM raw.{t}_events WHERE batch_id = $batch)"""
 
 
+def _read(settings: Settings) -> Any:
+    """A query runner on a fresh short-lived warehouse connection (for quarantined rows)."""
+
+    def read(sql: str, params: dict[str, Any]) -> pd.DataFrame:
+        with read_warehouse(settings) as con:
+            return con.execute(sql, params).df()
+
+    return read
+
+
 def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
-    """The rows the ingestion batch landed, its dead letters, and ids seen in earlier batches."""
+    """The ingestion batch's rule figures (one DuckDB query per type), dead letters, re-landed ids.
+
+    Only one row per query leaves DuckDB: the rows themselves are read again only for a failed
+    rule, to quarantine them.
+    """
+    from searchflow.quality import checks
+
     batch_id = str(summary.get("batch_id") or "")
     if not batch_id:
         raise SearchflowError("the ingestion gate needs the batch_id of the ingestion summary")
     params = {"batch": batch_id}
     now = datetime.now(UTC).replace(tzinfo=None)  # raw event times are naive UTC
     with read_warehouse(settings) as con:
-        frames = {t: con.execute(sql, {**params, "now": now}).df() for t, sql in _INGESTED.items()}
+        rules, landed_by_type = checks.ingestion_rules(con, batch_id, now, _read(settings))
         dead = con.execute(
             "SELECT count(*) FROM raw.dead_letter_events WHERE batch_id = $batch", params
         ).fetchone()[0]
         before = sum(
             con.execute(_LANDED_BEFORE.format(t=t), params).fetchone()[0] for t in EVENT_TYPES
         )
-    landed = sum(len(f) for f in frames.values())
-    metrics = pd.DataFrame(
-        {
-            "landed": [landed],
-            "dead_letters": [int(dead)],
-            "dead_letter_share": [dead / (landed + dead) if landed + dead else 0.0],
-            "ids_landed_before": [int(before)],
-        }
+    landed = sum(landed_by_type.values())
+    rules.figures.update(
+        landed=landed,
+        dead_letters=int(dead),
+        dead_letter_share=dead / (landed + dead) if landed + dead else 0.0,
+        ids_landed_before=int(before),
     )
     return StageBatch(
         checkpoint="ingestion",
-        frames={
-            "ingestion.search_events": frames["search"],
-            "ingestion.click_events": frames["click"],
-            "ingestion.conversion_events": frames["conversion"],
-            "ingestion.batch": metrics,
-        },
+        frames={"ingestion.batch": rules.frame()},
         parameters={
-            "link_mostly": 1.0 - settings.dq_max_orphan_share,
+            "max_orphan_share": settings.dq_max_orphan_share,
             "max_dead_letter_share": settings.dq_max_dead_letter_share,
             "max_seconds_ahead": settings.dq_future_seconds,
         },
-        counts={**{t: len(f) for t, f in frames.items()}, "dead_letters": int(dead)},
+        counts={**landed_by_type, "dead_letters": int(dead)},
+        rules={"ingestion.batch": rules},
     )
 
 

@@ -58,6 +58,16 @@ def _label(config: Any) -> str:
 
 def _observed(result: Any) -> str:
     res = result.result or {}
+    config = result.expectation_config
+    if config.type == "expect_column_distinct_values_to_contain_set":
+        missing = res.get("partial_missing_list")
+        if missing is None:
+            seen = set(res.get("observed_value") or [])
+            missing = [v for v in config.kwargs.get("value_set") or [] if v not in seen]
+        return _one_line("missing " + ", ".join(map(str, missing)), 100) if missing else ""
+    if config.type == "expect_column_values_to_be_in_set" and res.get("partial_unexpected_list"):
+        unexpected = ", ".join(str(v) for v in res["partial_unexpected_list"][:5])
+        return _one_line(f"{res.get('unexpected_count')} unexpected: {unexpected}", 100)
     if "observed_value" in res:
         value = res["observed_value"]
         return _one_line(f"{value:.4g}" if isinstance(value, float) else value, 60)
@@ -132,7 +142,7 @@ def _validate(
     )
 
     context = get_context(settings, batch.postgres_url)
-    checkpoint = context.checkpoints.get(batch.checkpoint)
+    checkpoint = _checkpoint(context, batch.checkpoint)
     run_id = RunIdentifier(run_name=f"{key}-{batch_id}", run_time=datetime.now(UTC))
     result_keys = []
     failing: list[quarantine.Failing] = []
@@ -163,7 +173,10 @@ def _validate(
             label = f"{definition.name}: {_label(config)}"
             error = _raised(item)
             outcome["evaluated"] += 1
+            rules = batch.rules.get(definition.name)
             if error is not None:
+                why = rules.notes.get(config.kwargs.get("column")) if rules else None
+                error = why or error
                 outcome["errored"] += 1
                 outcome["errored_expectations"].append(f"{label} ({error})")
                 rows.append(_row(definition.name, _label(config), "errored", error))
@@ -177,7 +190,13 @@ def _validate(
                     f"{label} observed {observed}" if observed else label
                 )
                 rows.append(_row(definition.name, _label(config), "failed", observed))
-                if frame is not None and (config.meta or {}).get("quarantine"):
+                if not (config.meta or {}).get("quarantine"):
+                    continue
+                if rules is not None:  # a rule counted set-wise: select its rows again
+                    picked = rules.rows(config.kwargs.get("column"), batch.parameters)
+                    if picked is not None and len(picked[1]):
+                        failing.append(quarantine.Failing(definition.name, _label(config), *picked))
+                elif frame is not None:
                     found = quarantine.failing_mask(frame, config.type, config.kwargs)
                     if found is not None and found[0].any():
                         failing.append(
@@ -190,7 +209,9 @@ def _validate(
     elif outcome["failed"]:
         outcome["status"] = "failed"
     if result_keys:
-        context.build_data_docs(resource_identifiers=result_keys)
+        from searchflow.quality import docs
+
+        docs.build(context, result_keys)
         worst = next(
             (k for k, r in zip(result_keys, _statuses(rows, result_keys), strict=False) if r),
             result_keys[0],
@@ -201,6 +222,17 @@ def _validate(
         written = quarantine.write(settings, key, batch_id, failing)
         outcome["quarantined"] = written["rows"]
         outcome["quarantine"] = written["where"]
+
+
+_CHECKPOINTS: dict[tuple[int, str], Any] = {}
+
+
+def _checkpoint(context: Any, name: str) -> Any:
+    """The stage's checkpoint, read from the store once per context (it is committed, not runtime)."""
+    key = (id(context), name)
+    if key not in _CHECKPOINTS:
+        _CHECKPOINTS[key] = context.checkpoints.get(name)
+    return _CHECKPOINTS[key]
 
 
 def _statuses(rows: list[dict[str, Any]], result_keys: list[Any]) -> list[bool]:

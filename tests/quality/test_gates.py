@@ -89,7 +89,7 @@ def test_generation_passes_on_the_generators_batch(settings: Settings) -> None:
     batch = generate(GeneratorConfig(events=2000, seed=3, malformed_rate=0.3))
     outcome = gate("generation", settings, {"batch_id": batch.batch_id}, data=batch)
     assert outcome["status"] == "passed"
-    assert outcome["evaluated"] > 20 and outcome["failed"] == outcome["errored"] == 0
+    assert outcome["evaluated"] == 19 and outcome["failed"] == outcome["errored"] == 0
     assert Path(outcome["report"]).exists()
 
 
@@ -100,7 +100,7 @@ def test_generation_fails_on_duplicate_ids_and_quarantines_them(settings: Settin
         gate("generation", settings, {"batch_id": "gen-dup"}, data=frames)
     message = str(err.value)
     assert "\n" not in message
-    assert "generation.search_events: column_values_to_be_unique(event_id)" in message
+    assert "generation.batch: column_max_to_be_between(search_duplicate_ids) observed 3" in message
     rows = quarantine_rows(settings)
     assert set(rows["reason"]) == {"event_id is not unique"}
     assert len(rows) == 3 and set(rows["batch_id"]) == {"gen-dup"}
@@ -122,10 +122,15 @@ def test_an_expectation_that_raises_is_errored_and_blocks(settings: Settings) ->
         gate("generation", settings, {"batch_id": "gen-err"}, data=frames)
     outcome = err.value.outcome
     assert outcome["status"] == "errored"
-    assert any("session_id" in e for e in outcome["errored_expectations"])
+    assert any(
+        "click_missing_required" in e and "session_id" in e for e in outcome["errored_expectations"]
+    )
     assert "errored:" in str(err.value)
     # errored and failed are reported apart: the missing column fails the schema check too
-    assert any("table_columns_to_match_set" in f for f in outcome["failed_expectations"])
+    assert any(
+        "column_distinct_values_to_contain_set(field) observed missing click.session_id" in f
+        for f in outcome["failed_expectations"]
+    )
 
 
 def test_ingestion_passes_a_clean_batch(settings: Settings) -> None:
@@ -152,11 +157,14 @@ def test_ingestion_fails_on_30_percent_malformed_and_leaves_docs(settings: Setti
 
 def test_ingestion_quarantines_orphan_clicks(settings: Settings) -> None:
     land_raw(settings, clicks=60, orphan_clicks=15)
-    with pytest.raises(GateFailed, match=r"column_values_to_be_in_set\(has_search\)"):
+    with pytest.raises(
+        GateFailed, match=r"column_max_to_be_between\(click_orphan_share\) observed 0.25"
+    ):
         gate("ingestion", settings, {"batch_id": "ing-1"})
     rows = quarantine_rows(settings)
     assert len(rows) == 15
-    assert set(rows["suite"]) == {"ingestion.click_events"}
+    assert set(rows["suite"]) == {"ingestion.batch"}
+    assert set(rows["reason"]) == {"search_event_id is in no raw search event"}
     assert all(json.loads(r)["has_search"] is False for r in rows["row"])
 
 

@@ -1,0 +1,296 @@
+"""Row-level rules of the generation and ingestion gates, computed set-wise into one-row frames.
+
+GX's cost is per expectation and per row it walks in Python-backed pandas code: 35 row-level
+expectations over a million string ids took seconds, more than generating the batch. So each
+row-level rule (ids unique, required fields present, event type, amounts, links, event time) is
+counted here in one pass of Arrow kernels (generation, on the generator's in-memory tables) or one
+DuckDB query per event type (ingestion, on the rows the batch landed), and GX validates the
+resulting one-row frame: one ``expect_column_max_to_be_between`` per rule, thresholds as suite
+parameters, the rule described in the expectation's ``meta.notes`` (and so on the Data Docs page).
+
+The failing rows are only looked for when a rule fails: :meth:`RuleSet.rows` selects them with the
+same predicate that counted them, for the quarantine.
+
+A rule that cannot be computed (its column is missing) leaves its figure out of the frame, so its
+expectation raises inside GX and the gate reports it errored, with the reason from
+:attr:`RuleSet.notes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+EVENT_TYPES = ("search", "click", "conversion")
+
+REQUIRED = {
+    "search": ("event_id", "timestamp", "session_id", "query", "destination", "platform", "device_type"),
+    "click": ("event_id", "timestamp", "session_id", "search_event_id"),
+    "conversion": ("event_id", "timestamp", "session_id", "click_event_id"),
+}  # fmt: skip
+AMOUNT = {"search": "results_count", "click": "result_price", "conversion": "booking_value"}
+PARENT = {"click": ("search_event_id", "search"), "conversion": ("click_event_id", "click")}
+HAS_PARENT = {"click": "has_search", "conversion": "has_click"}
+
+# (figure -> (reason, rows selector)); a selector returns the failing rows as a pandas frame.
+Selector = Callable[[Mapping[str, Any]], pd.DataFrame]
+
+
+@dataclass
+class RuleSet:
+    """The figures of one gate's rules, and how to find each rule's failing rows."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    selectors: dict[str, tuple[str, Selector]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({k: [v] for k, v in self.figures.items()})
+
+    def rows(self, figure: str, parameters: Mapping[str, Any]) -> tuple[str, pd.DataFrame] | None:
+        """The rows that broke the rule behind ``figure``, with the reason; None for batch figures."""
+        if figure not in self.selectors:
+            return None
+        reason, select = self.selectors[figure]
+        return reason.format(**parameters), select(parameters)
+
+
+# --- generation: Arrow kernels over the generator's tables -------------------------------------
+
+
+def _kind(dtype: pa.DataType) -> str:
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_integer(dtype):
+        return "integer"
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "number"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_null(dtype):
+        return "null"  # an all-null column (e.g. no known user in a small batch)
+    return str(dtype)
+
+
+def schema_frame(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
+    """One row per column of each event type: ``search.event_id`` and ``search.event_id: string``."""
+    fields = [(f"{t}.{f.name}", _kind(f.type)) for t, table in tables.items() for f in table.schema]
+    return pd.DataFrame(
+        {"field": [f for f, _ in fields], "field_kind": [f"{f}: {k}" for f, k in fields]}
+    )
+
+
+def _false(mask: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.fill_null(mask, False)
+
+
+def _count(mask: Any) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def _duplicated(ids: Any) -> Any:
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return _false(pc.is_in(ids, value_set=repeated))
+
+
+def _take(table: pa.Table, mask_of: Callable[[], Any]) -> Selector:
+    return lambda _params: table.filter(mask_of()).to_pandas()
+
+
+def _rule(
+    rules: RuleSet,
+    t: str,
+    table: pa.Table,
+    name: str,
+    needs: tuple[str, ...],
+    reason: str,
+    mask_of: Callable[[], Any],
+) -> None:
+    """Count one row-level rule on one event type, or note why it cannot be counted."""
+    figure = f"{t}_{name}"
+    missing = [c for c in needs if c not in table.column_names]
+    if missing:
+        rules.notes[figure] = f"column {', '.join(missing)} missing from the {t} events"
+        return
+    rules.figures[figure] = _count(mask_of())
+    rules.selectors[figure] = (reason, _take(table, mask_of))
+
+
+def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
+    """Counts per event type: duplicate ids, missing required fields, wrong event type, negative
+    amounts; orphan shares of clicks and conversions; the batch's click-through and conversion rates.
+    """
+    rules = RuleSet()
+    n = {t: tables[t].num_rows for t in EVENT_TYPES}
+    for t in EVENT_TYPES:
+        table = tables[t]
+
+        _rule(
+            rules,
+            t,
+            table,
+            "duplicate_ids",
+            ("event_id",),
+            "event_id is not unique",
+            lambda table=table: _duplicated(table["event_id"]),
+        )
+        required = REQUIRED[t]
+
+        def missing_mask(table: pa.Table = table, required: tuple[str, ...] = required) -> Any:
+            mask = pc.is_null(table[required[0]])
+            for column in required[1:]:
+                mask = pc.or_(mask, pc.is_null(table[column]))
+            return mask
+
+        _rule(
+            rules,
+            t,
+            table,
+            "missing_required",
+            required,
+            f"a required field is null ({', '.join(required)})",
+            missing_mask,
+        )
+        _rule(
+            rules,
+            t,
+            table,
+            "wrong_event_type",
+            ("event_type",),
+            f"event_type is not {t}",
+            lambda table=table, t=t: pc.fill_null(pc.not_equal(table["event_type"], t), True),
+        )
+        amount = AMOUNT[t]
+        _rule(
+            rules,
+            t,
+            table,
+            "negative_amounts",
+            (amount,),
+            f"{amount} < 0",
+            lambda table=table, amount=amount: _false(pc.less(table[amount], 0)),
+        )
+        if t in PARENT:
+            column, parent = PARENT[t]
+            figure = f"{t}_orphan_share"
+            if column not in table.column_names or "event_id" not in tables[parent].column_names:
+                rules.notes[figure] = f"column {column} or the {parent} event_id is missing"
+                continue
+
+            def orphan(table: pa.Table = table, column: str = column, parent: str = parent) -> Any:
+                linked = pc.is_in(
+                    table[column], value_set=tables[parent]["event_id"].combine_chunks()
+                )
+                return pc.invert(_false(linked))
+
+            rules.figures[figure] = _count(orphan()) / n[t] if n[t] else 0.0
+            rules.selectors[figure] = (
+                f"{column} is not an event of the batch",
+                _take(table, orphan),
+            )
+    rules.figures["searches"] = n["search"]
+    rules.figures["click_through_rate"] = n["click"] / n["search"] if n["search"] else 0.0
+    rules.figures["conversion_rate"] = n["conversion"] / n["click"] if n["click"] else 0.0
+    return rules
+
+
+# --- ingestion: one DuckDB query per event type over the batch's rows ---------------------------
+
+
+def _ingested(t: str) -> str:
+    """The batch's rows of one type with the rule flags (a parent counts anywhere in raw).
+
+    The payload is parsed once per row (one ``json_extract_string`` with a list of paths): the
+    JSON parse is most of the cost of this query.
+    """
+    fields = ["session_id"] + ([PARENT[t][0]] if t in PARENT else [])
+    paths = ", ".join(f"'$.{f}'" for f in fields)
+    extracted = ", ".join(f"j[{i + 1}] AS {f}" for i, f in enumerate(fields))
+    required = " OR ".join(
+        ["event_id IS NULL", "event_time IS NULL"] + [f"{f} IS NULL" for f in fields]
+    )
+    parent = ""
+    if t in PARENT:
+        column, parent_type = PARENT[t]
+        parent = f", {column} IN (SELECT event_id FROM raw.{parent_type}_events) AS {HAS_PARENT[t]}"
+    return f"""
+        SELECT *, epoch(event_time) - epoch($now) AS seconds_ahead,
+               ({required}) AS missing_required {parent}
+        FROM (SELECT event_id, event_time, source_ref, {extracted}
+              FROM (SELECT event_id, event_time, source_ref,
+                           json_extract_string(payload, [{paths}]) AS j
+                    FROM raw.{t}_events WHERE batch_id = $batch))"""
+
+
+def _figures_sql(t: str) -> str:
+    orphan = (
+        f", coalesce(count_if(NOT {HAS_PARENT[t]}) / nullif(count(*), 0), 0.0) AS orphan_share"
+        if t in PARENT
+        else ""
+    )
+    return f"""
+        SELECT count(*) AS rows,
+               count(event_id) - count(DISTINCT event_id) AS duplicate_ids,
+               coalesce(count_if(missing_required), 0) AS missing_required,
+               coalesce(max(seconds_ahead), 0.0) AS max_seconds_ahead {orphan}
+        FROM ({_ingested(t)})"""
+
+
+def ingestion_rules(
+    con: Any, batch_id: str, now: datetime, read: Callable[[str, dict[str, Any]], pd.DataFrame]
+) -> tuple[RuleSet, dict[str, int]]:
+    """The ingestion batch's rule figures, and rows landed per type.
+
+    ``read(sql, params)`` runs a query on a fresh warehouse connection: the failing rows are read
+    later, only for a failed rule, after this connection is closed.
+    """
+    rules = RuleSet()
+    params = {"batch": batch_id, "now": now}
+    landed: dict[str, int] = {}
+    for t in EVENT_TYPES:
+        figures = con.execute(_figures_sql(t), params).df().iloc[0].to_dict()
+        landed[t] = int(figures.pop("rows"))
+        base = _ingested(t)
+
+        def selector(where: str, base: str = base) -> Selector:
+            def select(p: Mapping[str, Any]) -> pd.DataFrame:
+                sql = f"SELECT * FROM ({base}) WHERE {where}"
+                return read(sql, {**params, **{k: v for k, v in p.items() if f"${k}" in sql}})
+
+            return select
+
+        rules.figures[f"{t}_duplicate_ids"] = int(figures["duplicate_ids"])
+        rules.selectors[f"{t}_duplicate_ids"] = (
+            "event_id is not unique in the batch",
+            selector(
+                f"event_id IN (SELECT event_id FROM raw.{t}_events WHERE batch_id = $batch "
+                "GROUP BY event_id HAVING count(*) > 1)"
+            ),
+        )
+        rules.figures[f"{t}_missing_required"] = int(figures["missing_required"])
+        rules.selectors[f"{t}_missing_required"] = (
+            "a required field is null",
+            selector("missing_required"),
+        )
+        rules.figures[f"{t}_max_seconds_ahead"] = float(figures["max_seconds_ahead"])
+        rules.selectors[f"{t}_max_seconds_ahead"] = (
+            "event time more than {max_seconds_ahead} s in the future",
+            selector("seconds_ahead > $max_seconds_ahead"),
+        )
+        if t in PARENT:
+            rules.figures[f"{t}_orphan_share"] = float(figures["orphan_share"])
+            column, parent = PARENT[t]
+            rules.selectors[f"{t}_orphan_share"] = (
+                f"{column} is in no raw {parent} event",
+                selector(f"NOT {HAS_PARENT[t]}"),
+            )
+    return rules, landed
