@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from deployments import DEFAULT_POOL
@@ -104,14 +103,11 @@ def where_to_look(settings: Settings, ui_url: str, chain: Chain) -> dict[str, An
     root = chain.runs[0]
     if root.run_id:
         where["chain_root_run"] = f"{ui_url}/runs/flow-run/{root.run_id}"
-    docs = settings.home_path / "data_docs" / "index.html"
-    from searchflow import quality
+    docs = settings.home_path / "quality" / "data_docs" / "index.html"
+    with contextlib.suppress(Exception):  # the report is a pointer, never a reason to fail the demo
+        from searchflow.quality.context import data_docs_dir
 
-    docs_fn = getattr(quality, "data_docs_index", None)
-    if callable(docs_fn):
-        # the report is a pointer, never a reason to fail the demo
-        with contextlib.suppress(Exception):
-            docs = Path(docs_fn(settings))
+        docs = data_docs_dir(settings) / "index.html"
     where["data_docs"] = str(docs) if docs.exists() else f"{docs} (not written)"
     where["warehouse"] = str(settings.warehouse_path)
     tables: dict[str, Any] = {}
