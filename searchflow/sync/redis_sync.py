@@ -3,8 +3,8 @@
 Plan (same for a real run, a dry run and reconcile), comparing the values Redis holds now (no
 stored fingerprint that a hand edit could leave stale):
 
-1. the mart's keys are fetched with ``MGET`` (10,000 keys a command, every command encoded by DuckDB
-   and written to the socket at once, replies parsed by hiredis);
+1. the mart's keys are fetched with ``MGET`` (10,000 keys a command; the keys RESP encoded by
+   DuckDB, all commands written to the socket at once, replies parsed by hiredis);
 2. keys nobody in the mart owns: when ``DBSIZE`` equals the number of keys found in step 1 the
    database holds nothing else, so there are none; otherwise ``SCAN MATCH reco:*`` lists them;
 3. one DuckDB query compares: a key is ``insert`` when missing, ``update`` when its destinations or

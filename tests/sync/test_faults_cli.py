@@ -130,3 +130,33 @@ def test_cli_missing_mart_is_one_line(service_env):
     with pytest.raises(SystemExit) as exit_info:
         main(["sync", "user_segments"])
     assert exit_info.value.code == 1
+
+
+def test_recommendations_run_as_a_least_privilege_redis_user(service_settings, default_marts):
+    """The ACL docs/reverse-etl.md gives a Redis user is enough for sync, dry run and reconcile."""
+    import redis
+
+    from searchflow.sync import run_reconcile
+
+    parts = urlsplit(service_settings.redis_url)
+    if parts.scheme != "redis":
+        pytest.skip("the test Redis is not reached over TCP")
+    admin = redis.Redis.from_url(service_settings.redis_url)
+    user, password = f"sf_sync_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~reco:*",
+        "+mget", "+set", "+expire", "+unlink", "+scan", "+dbsize", "+ping", "+select",
+    )  # fmt: skip
+    try:
+        netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 6379}"
+        settings = service_settings.model_copy(
+            update={"redis_url": urlunsplit(parts._replace(netloc=netloc))}
+        )
+        admin.set("other:app", "x")  # forces the SCAN path
+        assert run_sync(settings, "recommendations", dry_run=True)["inserted"] == 40
+        assert run_sync(settings, "recommendations")["inserted"] == 40
+        assert run_sync(settings, "recommendations")["unchanged"] == 40
+        assert run_reconcile(settings, "recommendations")["in_sync"]
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
