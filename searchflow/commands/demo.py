@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +75,7 @@ def demo(
     def progress(message: str) -> None:
         click.echo(message, err=True)
 
-    _stop_on_sigterm()
+    previous = _stop_on_sigterm()
     keep = Running() if serve else None
     try:
         result = run_demo(get_settings(), events, seed, pool, timeout, progress, keep)
@@ -84,20 +86,22 @@ def demo(
     finally:
         if keep is not None:
             keep.stop()
+        signal.signal(signal.SIGTERM, previous)
     if not result.chain.ok:
         failed_gate = any(r.event.endswith(".failed") for r in result.chain.runs)
-        ctx.exit(3 if failed_gate else 1)
+        # sys.exit, not ctx.exit: the console entry point runs click with standalone_mode=False,
+        # which turns ctx.exit's code into a return value that nobody reads (exit 0)
+        sys.exit(3 if failed_gate else 1)
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Any:
     """SIGTERM unwinds like Ctrl-C, so the worker and the server the demo started are stopped too
     (they run in their own sessions and would otherwise outlive a killed demo)."""
-    import signal
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _serve(ui_url: str) -> None:
