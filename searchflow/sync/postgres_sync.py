@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from searchflow.sync.postgres_ddl import SCHEMA
@@ -133,25 +134,31 @@ def plan(
     cols = (target.key, *target.compared) if compare else (target.key,)
     dest = snapshot(cur, target, cols, batch.good.schema)
     key = target.key
+    changed_if = "FALSE"
+    if compare:
+        changed_if = "TRUE" if full_resync else _differs(target, "m", "d")
+    gone_if = f"d.{key} NOT IN (SELECT {key} FROM h)" if mirror else "FALSE"
+    # One full outer join classifies every key; only rows with something to do come back.
     con = _diff_db(batch, dest, key)
     try:
-        new = con.execute(f"SELECT m.* FROM m ANTI JOIN d ON d.{key} = m.{key}").to_arrow_table()
-        if compare:
-            changed_if = "TRUE" if full_resync else _differs(target, "m", "d")
-            changed = con.execute(
-                f"SELECT m.* FROM m JOIN d ON d.{key} = m.{key} WHERE {changed_if}"
-            ).to_arrow_table()
-        else:
-            changed = batch.good.schema.empty_table()
-        if mirror:
-            gone = con.execute(
-                f"SELECT d.{key} FROM d ANTI JOIN m ON m.{key} = d.{key} "
-                f"ANTI JOIN h ON h.{key} = d.{key}"
-            ).to_arrow_table()
-        else:
-            gone = pa.table({key: pa.array([], pa.string())})
+        todo = con.execute(
+            f"""
+            SELECT op, * EXCLUDE (op) FROM (
+                SELECT CASE WHEN d.{key} IS NULL THEN 'new'
+                            WHEN m.{key} IS NULL THEN CASE WHEN {gone_if} THEN 'gone' END
+                            WHEN {changed_if} THEN 'changed'
+                       END AS op,
+                       m.*, d.{key} AS _dest_key
+                FROM m FULL OUTER JOIN d ON d.{key} = m.{key}
+            ) WHERE op IS NOT NULL
+            """
+        ).to_arrow_table()
     finally:
         con.close()
+    rows = todo.drop_columns(["op", "_dest_key"])
+    new = rows.filter(pc.equal(todo["op"], "new"))
+    changed = rows.filter(pc.equal(todo["op"], "changed"))
+    gone = todo.filter(pc.equal(todo["op"], "gone")).select(["_dest_key"]).rename_columns([key])
     return PgPlan(new=new, changed=changed, gone=gone, existing=dest.num_rows)
 
 
