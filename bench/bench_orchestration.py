@@ -87,7 +87,8 @@ def run(scale: float) -> list[Row]:
                         hop["seconds"],
                         SEED_HOP_SECONDS[hop["to"]],
                         "<= 5 s",
-                        "seed: schedule wait, half the interval (modelled)",
+                        f"automation {hop.get('trigger_seconds', '?')} s + worker/process "
+                        f"{hop.get('start_seconds', '?')} s; seed: half the schedule interval",
                     )
                 )
             seed_chain = (
