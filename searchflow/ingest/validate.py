@@ -27,6 +27,8 @@ whole batch.
 
 from __future__ import annotations
 
+import itertools
+
 from searchflow.warehouse import EVENT_TYPES
 
 MALFORMED_CLASSES: tuple[str, ...] = (
@@ -97,61 +99,112 @@ LATEST_AHEAD = "366 days"
 # JSON kinds -> the json_type() names that satisfy them.
 KIND_TYPES: dict[str, tuple[str, ...]] = {
     "string": ("VARCHAR",),
-    "timestamp": ("VARCHAR",),  # and the pattern, checked per line
+    "timestamp": ("VARCHAR",),  # and the pattern
     "integer": ("BIGINT", "UBIGINT"),
     "number": ("BIGINT", "UBIGINT", "DOUBLE"),
     "object": ("OBJECT",),
 }
-# Values read per line: the three every line needs, then the fields with a minimum.
-VALUE_FIELDS: list[str] = ["event_id", "event_type", "timestamp"] + [
-    name for minimums in MINIMUMS.values() for name in minimums if name
-]
-
-
-def _val(name: str) -> str:
-    return f"vals[{VALUE_FIELDS.index(name) + 1}]"
+# Per declared type, the fields its rules look at, event_type first: one json_type() call with
+# this list of paths reads all their kinds (a line declaring no known type: event_type only).
+TYPE_FIELDS: dict[str, list[str]] = {
+    event_type: ["event_type", *(n for n in {**fields, **NULLABLE_FIELDS} if n != "event_type")]
+    for event_type, fields in REQUIRED_FIELDS.items()
+}
+# Values read per line (one json_transform): the three texts every line needs, then the
+# fields with a minimum as DOUBLE. Only trusted once their kinds passed.
+VALUE_FIELDS: dict[str, str] = {
+    "event_id": "VARCHAR",
+    "event_type": "VARCHAR",
+    "timestamp": "VARCHAR",
+    **{name: "DOUBLE" for minimums in MINIMUMS.values() for name in minimums},
+}
 
 
 def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def rules_values() -> str:
-    """The field rules as a VALUES list: (event_type, rule_no, field, kind, required)."""
-    rows: list[str] = []
-    for event_type, fields in REQUIRED_FIELDS.items():
-        rule_no = 0
-        for name, kind in {**fields, **NULLABLE_FIELDS}.items():
-            if name == "event_type":
-                continue
-            rule_no += 1
-            required = "true" if name in fields else "false"
-            rows.append(f"({_q(event_type)}, {rule_no}, {_q(name)}, {_q(kind)}, {required})")
-    return ",\n            ".join(rows)
+def _t(name: str, event_type: str | None = None) -> str:
+    """The json_type() of a rule field on a line declaring ``event_type`` (NULL when absent,
+    'NULL' for a JSON null)."""
+    fields = TYPE_FIELDS[event_type] if event_type else ["event_type"]
+    return f"types[{fields.index(name) + 1}]"
 
 
-def _kind_ok(kind_col: str, type_col: str) -> str:
-    return (
-        "CASE "
-        + " ".join(
-            f"WHEN {kind_col} = {_q(kind)} THEN {type_col} IN ({', '.join(map(_q, types))})"
-            for kind, types in KIND_TYPES.items()
-        )
-        + " END"
-    )
+def _v(name: str) -> str:
+    return f"v_{name}"
 
 
-def _minimum_checks() -> str:
-    """WHEN branches for the per-line value rules (minimums), in the reference's order."""
-    branches = []
-    for event_type, minimums in MINIMUMS.items():
-        for name, low in minimums.items():
-            v = _val(name)
+def _verdict(reason: str, detail: str) -> str:
+    return f"{_q(reason)} || chr(31) || {detail}"
+
+
+def _type_verdict_sql(event_type: str) -> str:
+    """The first broken rule of a line declaring ``event_type``, as a CASE (NULL: none broken).
+
+    Same order as the reference: a required field absent or null, then a field of the wrong kind
+    (dict order, the timestamp's pattern at its place), then a value below its minimum.
+    """
+    required = REQUIRED_FIELDS[event_type]
+    branches: list[str] = []
+    for name in required:
+        if name != "event_type":
+            t = _t(name, event_type)
             branches.append(
-                f"WHEN {_val('event_type')} = {_q(event_type)} AND TRY_CAST({v} AS DOUBLE) < {low} "
-                f"THEN 'impossible_value' || chr(31) || '{name} ' || {v} || ' below {low:g}'"
+                f"WHEN {t} IS NULL OR {t} = 'NULL' THEN {_verdict('missing_field', _q(name))}"
             )
-    return "\n                ".join(branches)
+    for name, kind in {**required, **NULLABLE_FIELDS}.items():
+        if name == "event_type":
+            continue
+        t = _t(name, event_type)
+        allowed = ", ".join(map(_q, KIND_TYPES[kind]))
+        wrong = _verdict("wrong_type", f"{_q(name + ' is ')} || {t}")
+        branches.append(f"WHEN {t} <> 'NULL' AND {t} NOT IN ({allowed}) THEN {wrong}")
+        if kind == "timestamp":
+            badly_written = _verdict("wrong_type", f"{_q(name + ' ')} || {_v(name)}")
+            branches.append(
+                f"WHEN NOT regexp_full_match({_v(name)}, '{TIMESTAMP_REGEX}') THEN {badly_written}"
+            )
+    for name, low in MINIMUMS[event_type].items():
+        below = _q(f" below {low:g}")
+        too_low = _verdict("impossible_value", f"{_q(name + ' ')} || {_v(name)} || {below}")
+        branches.append(f"WHEN {_v(name)} < {low} THEN {too_low}")
+    return "CASE " + "\n                     ".join(branches) + " END"
+
+
+def _line_checks_sql(event_type: str) -> str:
+    """The rules that depend on values, for a line whose kinds are all right (see _good_kinds)."""
+    ts = _v("timestamp")
+    badly_written = _verdict("wrong_type", f"'timestamp ' || {ts}")
+    branches = [f"WHEN NOT regexp_full_match({ts}, '{TIMESTAMP_REGEX}') THEN {badly_written}"]
+    for name, low in MINIMUMS[event_type].items():
+        below = _q(f" below {low:g}")
+        too_low = _verdict("impossible_value", f"{_q(name + ' ')} || {_v(name)} || {below}")
+        branches.append(f"WHEN {_v(name)} < {low} THEN {too_low}")
+    return "CASE " + " ".join(branches) + " END"
+
+
+def _good_kinds() -> str:
+    """VALUES of every (event_type, kinds list) a well-formed line can show: a few hundred.
+
+    A line whose kinds are one of them needs only its value rules; judging it is an equality
+    join on the list instead of a CASE through every field. The others (malformed, a handful)
+    go through the full CASE, which names the broken rule.
+    """
+    rows: list[str] = []
+    for event_type, fields in TYPE_FIELDS.items():
+        required = REQUIRED_FIELDS[event_type]
+        options: list[tuple[str | None, ...]] = []
+        for name in fields:
+            kind = required.get(name) or NULLABLE_FIELDS[name]
+            allowed: tuple[str | None, ...] = KIND_TYPES[kind]
+            if name not in required:
+                allowed = (*allowed, "NULL", None)
+            options.append(allowed)
+        for combo in itertools.product(*options):
+            kinds = ", ".join("NULL" if k is None else _q(k) for k in combo)
+            rows.append(f"({_q(event_type)}, [{kinds}]::VARCHAR[])")
+    return ", ".join(rows)
 
 
 def classify_sql(input_relation: str) -> str:
@@ -161,101 +214,82 @@ def classify_sql(input_relation: str) -> str:
     empty line), ``source_ref``, ``stream`` (the type of the file / stream / app row it came from,
     a hint only: an event is judged by its own ``event_type``).
 
-    Output columns: those four plus ``event_type`` (the declared type when it is a known one),
-    ``declared_type`` (whatever string the line declared), ``event_id``, ``event_time`` (UTC
-    TIMESTAMP), ``reason`` (NULL for a well-formed event) and ``detail``.
+    Output columns: ``ord, source_ref, stream``, ``payload`` (the line as JSON, for a line that is
+    a JSON object), ``raw_text`` (the line, only when it is not: the text lives in one column or the
+    other, never copied twice; ``coalesce(payload::VARCHAR, raw_text)`` is always the line),
+    ``event_type`` (the declared type when it is a known one), ``declared_type`` (whatever string
+    the line declared), ``event_id``, ``event_time`` (UTC TIMESTAMP), ``reason`` (NULL for a
+    well-formed event) and ``detail``.
 
-    How: a line's *shape* is its keys, the JSON type of each value and its declared event_type.
-    A batch has a handful of shapes however many lines it has, so presence and kind rules are
-    judged once per shape (a small join against the rules), and per line only what depends on
-    values: the timestamp pattern and instant, and the minimums.
+    How, per line and vectorised, with three parses of the text: ``TRY_CAST(... AS JSON)`` tells
+    valid JSON (and is the payload, so landing needs no cast), one ``json_type`` with the list of
+    every rule field's path gives their kinds, one ``json_transform`` gives the values the rules
+    compare. The rules then are plain column comparisons in one CASE per event type, generated
+    from the tables above; nothing joins, nothing is grouped.
     """
-    paths = ", ".join(f"'$.{name}'" for name in VALUE_FIELDS)
+    kinds = "\n                    ".join(
+        f"WHEN {_q(t)} THEN json_type(payload, [{', '.join(_q('$.' + n) for n in fields)}])"
+        for t, fields in TYPE_FIELDS.items()
+    )
+    structure = "{" + ", ".join(f'"{name}": "{kind}"' for name, kind in VALUE_FIELDS.items()) + "}"
+    value_cols = ", ".join(f"vals.{name} AS {_v(name)}" for name in VALUE_FIELDS)
     known = ", ".join(_q(t) for t in EVENT_TYPES)
+    line_checks = "\n                    ".join(
+        f"WHEN {_q(t)} THEN {_line_checks_sql(t)}" for t in EVENT_TYPES
+    )
+    per_type = "\n                ".join(
+        f"WHEN {_v('event_type')} = {_q(t)} THEN {_type_verdict_sql(t)}" for t in EVENT_TYPES
+    )
     return f"""
-    WITH keyed AS (
-        -- one parse that also tells valid JSON: try() gives NULL where json_keys fails
-        SELECT ord, raw_text, source_ref, stream, try(json_keys(raw_text)) AS keys
+    WITH cast_ AS (
+        SELECT ord, raw_text, source_ref, stream, TRY_CAST(raw_text AS JSON) AS j
         FROM {input_relation}
-    ), parsed AS (
-        SELECT *, coalesce(keys IS NOT NULL AND (starts_with(raw_text, '{{')
-                           OR regexp_matches(raw_text, '{LEADING_BRACE}')), false) AS parsed
-        FROM keyed
-    ), valued AS (
-        SELECT *, CASE WHEN parsed THEN json_extract_string(raw_text, [{paths}]) END AS vals
-        FROM parsed
-    ), lines AS MATERIALIZED (
-        SELECT ord, raw_text, source_ref, stream, parsed, vals,
-               CASE WHEN parsed THEN hash(keys, json_type(raw_text, '$.*'),
-                                          {_val("event_type")}) END AS shape
-        FROM valued
-    ), shapes AS MATERIALIZED (
-        -- one line per shape, its keys and value types unnested
-        SELECT shape, any_value(et_text) AS et_text,
-               any_value(keys) AS keys, any_value(types) AS types
-        FROM (
-            SELECT l.shape, l.{_val("event_type")} AS et_text,
-                   json_keys(l.raw_text) AS keys, json_type(l.raw_text, '$.*') AS types
-            FROM lines l
-            JOIN (SELECT shape, min(ord) AS ord FROM lines WHERE parsed GROUP BY shape) USING (ord)
-        )
-        GROUP BY shape
-    ), shape_fields AS (
-        SELECT shape, et_text, unnest(keys) AS key, unnest(types) AS type FROM shapes
-    ), rules(event_type, rule_no, field, kind, required) AS (
-        VALUES
-            {rules_values()}
-    ), type_verdicts AS (
-        -- event_type itself: absent or null -> missing_field; not a known string -> unknown
-        SELECT s.shape,
-               CASE WHEN f.type IS NULL OR f.type = 'NULL'
-                    THEN 'missing_field' || chr(31) || 'event_type'
-                    WHEN f.type <> 'VARCHAR' OR s.et_text NOT IN ({known})
-                    THEN 'unknown_event_type' || chr(31) || 'event_type ' || s.et_text
-               END AS verdict
-        FROM shapes s
-        LEFT JOIN shape_fields f ON f.shape = s.shape AND f.key = 'event_type'
-    ), field_checks AS (
-        SELECT s.shape, r.rule_no, r.field,
-               CASE WHEN r.required AND (f.type IS NULL OR f.type = 'NULL') THEN 1
-                    WHEN f.type IS NOT NULL AND f.type <> 'NULL'
-                         AND NOT ({_kind_ok("r.kind", "f.type")}) THEN 2
-               END AS broken,
-               f.type
-        FROM shapes s
-        JOIN rules r ON r.event_type = s.et_text
-        LEFT JOIN shape_fields f ON f.shape = s.shape AND f.key = r.field
-    ), field_verdicts AS (
-        SELECT shape,
-               arg_min(CASE broken WHEN 1 THEN 'missing_field' || chr(31) || field
-                                   ELSE 'wrong_type' || chr(31) || field || ' is ' || type END,
-                       broken * 1000 + rule_no) AS verdict
-        FROM field_checks WHERE broken IS NOT NULL
-        GROUP BY shape
-    ), shape_verdicts AS (
-        SELECT shape, coalesce(t.verdict, f.verdict) AS verdict
-        FROM type_verdicts t LEFT JOIN field_verdicts f USING (shape)
-    ), judged AS (
+    ), objects AS (
+        -- a JSON object: valid JSON whose first non-blank character is a brace
         SELECT ord, raw_text, source_ref, stream,
-               {_val("event_type")} AS et_text, {_val("event_id")} AS id_text,
-               {_val("timestamp")} AS ts,
-               TRY_CAST({_val("timestamp")} AS TIMESTAMP) AS event_time,
+               CASE WHEN starts_with(j, '{{') OR regexp_matches(j, '{LEADING_BRACE}') THEN j END
+                   AS payload
+        FROM cast_
+    ), valued AS (
+        SELECT ord, source_ref, stream, payload,
+               CASE WHEN payload IS NULL THEN raw_text END AS raw_text,
+               CASE WHEN payload IS NOT NULL THEN json_transform(payload, {_q(structure)}) END
+                   AS vals
+        FROM objects
+    ), values_ AS (
+        SELECT ord, source_ref, stream, payload, raw_text, {value_cols} FROM valued
+    ), fields AS (
+        -- the kinds of the fields the declared type's rules look at (a lenient transform never
+        -- turns a non-string into 'search', so a known v_event_type was a JSON string)
+        SELECT *,
+               CASE WHEN payload IS NOT NULL THEN CASE {_v("event_type")}
+                    {kinds}
+                    ELSE json_type(payload, ['$.event_type']) END END AS types
+        FROM values_
+    ), good(good_type, good_kinds) AS (
+        VALUES {_good_kinds()}
+    ), judged AS (
+        SELECT f.*,
+               TRY_CAST({_v("timestamp")} AS TIMESTAMP) AS event_time,
                CASE
-                WHEN NOT parsed THEN 'unparsable' || chr(31)
+                WHEN good_type IS NOT NULL THEN CASE good_type
+                    {line_checks} END
+                WHEN payload IS NULL THEN 'unparsable' || chr(31)
                      || CASE WHEN raw_text IS NULL OR trim(raw_text) = '' THEN 'empty line'
                              ELSE 'not a JSON object' END
-                WHEN v.verdict IS NOT NULL THEN v.verdict
-                WHEN NOT regexp_full_match({_val("timestamp")}, '{TIMESTAMP_REGEX}')
-                THEN 'wrong_type' || chr(31) || 'timestamp ' || {_val("timestamp")}
-                {_minimum_checks()}
+                WHEN types[1] IS NULL OR types[1] = 'NULL'
+                THEN {_verdict("missing_field", "'event_type'")}
+                WHEN types[1] <> 'VARCHAR' OR {_v("event_type")} NOT IN ({known})
+                THEN {_verdict("unknown_event_type", f"'event_type ' || {_v('event_type')}")}
+                {per_type}
                END AS verdict
-        FROM lines
-        LEFT JOIN shape_verdicts v USING (shape)
+        FROM fields f
+        LEFT JOIN good g ON g.good_type = f.v_event_type AND g.good_kinds = f.types
     )
-    SELECT ord, raw_text, source_ref, stream,
-           CASE WHEN et_text IN ({known}) THEN et_text END AS event_type,
-           et_text AS declared_type,
-           id_text AS event_id,
+    SELECT ord, source_ref, stream, payload, raw_text,
+           CASE WHEN {_v("event_type")} IN ({known}) THEN {_v("event_type")} END AS event_type,
+           {_v("event_type")} AS declared_type,
+           {_v("event_id")} AS event_id,
            event_time,
            CASE WHEN verdict IS NULL AND (event_time IS NULL
                      OR event_time < TIMESTAMP '{EARLIEST}'
@@ -266,7 +300,7 @@ def classify_sql(input_relation: str) -> str:
                      OR event_time < TIMESTAMP '{EARLIEST}'
                      OR event_time > (now() AT TIME ZONE 'UTC')::TIMESTAMP
                                      + INTERVAL '{LATEST_AHEAD}')
-                THEN 'timestamp ' || ts ELSE nullif(split_part(verdict, chr(31), 2), '') END
-               AS detail
+                THEN 'timestamp ' || {_v("timestamp")}
+                ELSE nullif(split_part(verdict, chr(31), 2), '') END AS detail
     FROM judged
     """
