@@ -1,10 +1,10 @@
-"""What each gate validates: the batch a stage just produced, as dataframes (or a Postgres table).
+"""What each gate validates: the batch a stage just produced, as compact frames (or a Postgres table).
 
 GX's SQL data source does not work on DuckDB (every metric comes back empty), so DuckDB data is
-read once, briefly, into pandas and validated as dataframe batches. The derived columns a suite
-needs (``has_search``, ``destinations``...) and the batch-wide figures (shares, rates, totals, in
-one-row frames) are computed here set-wise, in DuckDB or vectorised pandas, so the suites stay
-small and GX never loops over rows in Python.
+validated as dataframe batches. Generation and ingestion never hand GX their rows: their row-level
+rules are counted set-wise (Arrow kernels, DuckDB) into one-row frames by
+:mod:`searchflow.quality.checks`. The transformation's marts (one row per user) and the Redis
+sample are small and validated row by row; the Postgres destinations go through GX's SQL source.
 
 The warehouse connection is opened only for the reads and closed before GX runs. When the calling
 stage still holds the file in this process, a read-only open is refused (DuckDB forbids two

@@ -3,8 +3,9 @@
 GX is run with the SUMMARY result format (the COMPLETE one builds Python lists of every failing
 row, which costs more than the validation itself on a bad million-row batch). The rows are found
 again here with one vectorised pandas mask per failed expectation, from the expectation's own
-kwargs, so they are exactly the rows GX counted. Only expectations marked ``"quarantine": true``
-in their ``meta`` (row-level ones, in ``expectations/suites``) are copied.
+kwargs, so they are exactly the rows GX counted; for the set-wise rules of the generation and
+ingestion gates, by the rule's own predicate (:meth:`searchflow.quality.checks.RuleSet.rows`). Only
+expectations marked ``"quarantine": true`` in their ``meta`` (in ``expectations/suites``) are copied.
 
 The warehouse connection is taken for the one insert transaction and closed at once. If another
 process holds the file (a stage running elsewhere), the rows are written to a Parquet file under

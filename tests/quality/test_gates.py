@@ -257,3 +257,30 @@ def test_sync_recommendations_samples_redis(service_settings: Settings, redis_ur
     reasons = set(quarantine_rows(service_settings)["reason"])
     assert any(r.startswith("ttl_seconds") for r in reasons)
     client.close()
+
+
+def _main(*args: str) -> int:
+    from searchflow.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_dq_check_reruns_a_gate_on_the_current_state(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEARCHFLOW_HOME", str(settings.home_path))
+    assert _main("dq", "check", "ingestion") == 2  # nothing gated yet: a usage error
+    assert "pass --batch-id" in capsys.readouterr().err
+    land_raw(settings)
+    build_marts(settings, bad_segment=True)
+    assert _main("dq", "check", "ingestion", "--batch-id", "ing-1", "--json") == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(out)["status"] == "passed"
+    assert _main("dq", "check", "transformation") == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "column_values_to_be_in_set(segment)" in err
+    assert [s["key"] for s in latest(settings)] == ["ingestion", "transformation"]
