@@ -27,8 +27,9 @@ def _gate(
 
     try:
         outcome = gate(stage, settings, summary, data=data)
+        label = f"{stage}.{summary['sync']}" if "sync" in summary else stage
         echo(
-            f"  gate     {stage}: passed {outcome.get('evaluated', 0)} expectations "
+            f"  gate     {label}: passed {outcome.get('evaluated', 0)} expectations "
             f"({outcome.get('seconds', 0)}s)"
         )
     except GateFailed as exc:
