@@ -88,9 +88,10 @@ def _fallback_writer(out: Path, events: int) -> int:
 def seed_ingest(warehouse: Path, events_dir: Path) -> float:
     """The seed documents' approach: per type, INSERT OR IGNORE from read_json_auto into a PK table.
 
-    Timed like ours, from connecting to closing (the close checkpoints what was written).
+    As the guide's ``ingest_events(event_type)`` task does it: one connection per event type,
+    opened, loaded and closed (the close checkpoints what was written). Timed like ours, from the
+    first connect to the last close; the keyed tables are created beforehand, outside the timing.
     """
-    started = time.perf_counter()
     con = duckdb.connect(str(warehouse))
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for t in EVENT_TYPES:
@@ -98,8 +99,11 @@ def seed_ingest(warehouse: Path, events_dir: Path) -> float:
             f"CREATE TABLE IF NOT EXISTS raw.{t}_events "
             "(event_id VARCHAR PRIMARY KEY, payload JSON, ingested_at TIMESTAMP)"
         )
+    con.close()
+    started = time.perf_counter()
     for t in EVENT_TYPES:
         source_file = events_dir / t / "*.jsonl"
+        con = duckdb.connect(str(warehouse))
         con.execute(
             f"""
             INSERT OR IGNORE INTO raw.{t}_events (event_id, payload, ingested_at)
@@ -110,7 +114,7 @@ def seed_ingest(warehouse: Path, events_dir: Path) -> float:
             FROM read_json_auto('{source_file}', format='newline_delimited') AS line
             """
         )
-    con.close()
+        con.close()
     return time.perf_counter() - started
 
 

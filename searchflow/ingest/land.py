@@ -3,9 +3,10 @@
 Every reader (JSONL, Redis, Postgres) puts one batch into a DuckDB relation with the columns
 ``ord, raw_text, source_ref, stream`` and calls :func:`land_batch`. In ONE transaction it:
 
-1. classifies every line (:mod:`searchflow.ingest.validate`) and decides its outcome in one query:
-   ``dead_letter`` (malformed), ``duplicate`` (its event_id already in the table, or earlier in
-   this batch; or, for a malformed line, its dead letter already recorded), or ``landed``;
+1. classifies every line (:mod:`searchflow.ingest.validate`) into a temp table, copying the text
+   once, and collects the few lines that are not new into a second one: ``duplicate`` (its
+   event_id already in the table, or earlier in this batch; or, for a malformed line, its dead
+   letter already recorded). The rest are ``dead_letter`` (malformed) or ``landed``;
 2. inserts the landed events with one INSERT per event type, and the new dead letters;
 3. runs the reader's bookkeeping (files read, watermark) so it moves with the rows, never apart.
 

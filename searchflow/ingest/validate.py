@@ -19,10 +19,17 @@ judged in this order, the first broken rule naming its malformed class (the dead
     timestamp that is well written but is no real instant (month 13) or is absurd (before
     1970, or more than a year after the ingest).
 
-Why SQL and not Python: DuckDB parses the lines vectorised, and the presence and kind rules are
-judged per *shape* (keys, value types, declared type: a handful per batch) rather than per line
-(``"`` string, ``{`` object, a digit or ``-`` number, no ``.``/``e`` integer), vectorised over the
-whole batch.
+Why SQL and not Python: DuckDB parses the lines vectorised. Each line's text is parsed three
+times and no more (profiled at 1M events, parsing is most of the cost): ``TRY_CAST(... AS JSON)``
+tells valid JSON and *is* the payload the raw table stores (no second cast when landing);
+``json_transform`` reads the values the rules compare (ids, type, timestamp, numbers with a
+minimum); ``json_type`` with the declared type's own list of paths reads the JSON kinds of the
+fields that type's rules look at (14 lookups rather than every rule field of every type). A
+line whose kinds are one of the few hundred well-formed combinations (an equality join on the
+list) needs only its value rules; the rest go through a CASE that names the first broken rule.
+
+Known divergence from the reference: an object with a repeated key is judged on the first
+occurrence (yyjson), where Python's ``json.loads`` keeps the last.
 """
 
 from __future__ import annotations
