@@ -283,6 +283,15 @@ def judge(runs: list[StageRun], now: datetime) -> tuple[str, str | None, str | N
     return "running", None, None
 
 
+# How long a decided chain waits for the stage events of its finished runs to be stored.
+EVENT_GRACE_SECONDS = 30.0
+
+
+def _missing_events(runs: list[StageRun]) -> bool:
+    """True while a completed run, or a run whose gate failed, has no stage event yet."""
+    return any(r.state_type in ("COMPLETED", "FAILED") and not r.event for r in runs if r.run_id)
+
+
 def follow(
     api_url: str,
     root_id: str,
@@ -323,9 +332,13 @@ async def _follow(
             outcome, stopped_at, reason = judge(runs, datetime.now(UTC))
             elapsed = time.monotonic() - started
             if outcome != "running":
-                # a run's last event can land a moment after its final state: read once more
-                await asyncio.sleep(min(2.0, poll_seconds * 2))
-                runs, _ = await snapshot(client, root_id, deployment_ids)
+                # A run's stage event is stored a moment after the run's final state (the server
+                # persists events in batches; slower under load): wait until every finished run's
+                # event is there, within a grace period, so the table and the hops are complete.
+                grace_until = time.monotonic() + EVENT_GRACE_SECONDS
+                while _missing_events(runs) and time.monotonic() < grace_until:
+                    await asyncio.sleep(poll_seconds)
+                    runs, _ = await snapshot(client, root_id, deployment_ids)
                 return Chain(runs, outcome, stopped_at, reason, elapsed)
             if elapsed >= timeout:
                 pending = [r.deployment for r in runs if r.state_type != "COMPLETED"]

@@ -23,14 +23,15 @@ def test_flow_body_writes_then_gates_the_batch(settings, tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setenv("SEARCHFLOW_HOME", str(settings.home_path))
-    monkeypatch.setattr(
-        module, "gate_and_signal", lambda stage, s, summary, data=None: calls.append(
-            (stage, summary, data)
-        )
-    )  # fmt: skip
+
+    def fake_gate(stage, s, summary, data=None, labels=None):
+        calls.append((stage, summary, data, labels))
+
+    monkeypatch.setattr(module, "gate_and_signal", fake_gate)
     summary = module.generate_events.fn(events=300, seed=3, out=str(tmp_path))
     assert summary["events"] == 300
-    ((stage, gated, data),) = calls
+    ((stage, gated, data, labels),) = calls
     assert stage == "generation" and gated is summary
     assert isinstance(data, GeneratedBatch) and data.batch_id == summary["batch_id"]
+    assert labels == {"sink": "jsonl"}  # the ingest trigger reads the source from the event
     assert (tmp_path / "search" / f"{summary['batch_id']}.jsonl").exists()
