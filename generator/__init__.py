@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from generator.batch import GeneratedBatch, generate
-from generator.config import EVENT_TYPES, SINKS, GeneratorConfig
+from generator.config import SINKS, GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, classify
 from generator.sinks import appender, check_sink, default_out, prepare_out, write
 from searchflow.config import Settings
+from searchflow.events import EVENT_TYPES
 
 __all__ = [
     "EVENT_TYPES",

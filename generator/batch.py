@@ -9,9 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from generator.config import EVENT_TYPES, GeneratorConfig
+from generator.config import GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, Emission, plan
 from generator.simulate import Simulation, simulate
+from searchflow.events import EVENT_TYPES
 
 
 @dataclass

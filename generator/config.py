@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from searchflow.errors import UsageError
 
 SINKS: tuple[str, ...] = ("jsonl", "redis", "postgres")
-EVENT_TYPES: tuple[str, ...] = ("search", "click", "conversion")
 
 DEFAULT_START = date(2025, 1, 1)
 # One batch keeps each stream's text in one Arrow string column (2 GiB at most, ~350 B a line).

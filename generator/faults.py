@@ -36,7 +36,6 @@ for speed.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,70 +43,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from generator.config import EVENT_TYPES, GeneratorConfig
+from generator.config import GeneratorConfig
 from generator.simulate import HOUR, MINUTE, SECOND, Simulation
 from generator.text import fixed_strings, join, take_rows, uuid_bytes
-
-FAULT_STREAM = 4
-MALFORMED_CLASSES: tuple[str, ...] = (
-    "unparsable",
-    "missing_field",
-    "wrong_type",
-    "unknown_event_type",
-    "impossible_value",
+from searchflow.events import (
+    EVENT_TYPES,
+    MALFORMED_CLASSES,
+    MINIMUMS,
+    NULLABLE_FIELDS,
+    REQUIRED_FIELDS,
+    TIMESTAMP_PATTERN,
 )
 
-# Fields every event of a type must carry with a non-null value, and their JSON kinds.
-COMMON_FIELDS: dict[str, str] = {
-    "event_id": "string",
-    "event_type": "string",
-    "timestamp": "timestamp",
-    "session_id": "string",
-}
-REQUIRED_FIELDS: dict[str, dict[str, str]] = {
-    "search": {
-        **COMMON_FIELDS,
-        "query": "string",
-        "destination": "string",
-        "results_count": "integer",
-        "page": "integer",
-        "platform": "string",
-        "device_type": "string",
-        "geo": "object",
-    },
-    "click": {
-        **COMMON_FIELDS,
-        "search_event_id": "string",
-        "result_id": "string",
-        "result_position": "integer",
-        "result_type": "string",
-        "result_price": "number",
-        "result_destination": "string",
-        "result_provider": "string",
-    },
-    "conversion": {
-        **COMMON_FIELDS,
-        "click_event_id": "string",
-        "booking_value": "number",
-        "commission": "number",
-        "currency": "string",
-        "product_type": "string",
-        "provider": "string",
-    },
-}
-# Nullable fields: present in every well-formed event, null allowed.
-NULLABLE_FIELDS: dict[str, str] = {
-    "user_id": "string",
-    "utm_source": "string",
-    "utm_campaign": "string",
-}
-# Lower bounds a well-formed value respects (inclusive).
-MINIMUMS: dict[str, dict[str, float]] = {
-    "search": {"results_count": 0, "page": 1},
-    "click": {"result_position": 1, "result_price": 0.01},
-    "conversion": {"booking_value": 0.01, "commission": 0},
-}
-TIMESTAMP_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+FAULT_STREAM = 4
 
 # How each class is made, per event type: (regex, replacement) variants applied to the line.
 _MISSING = {

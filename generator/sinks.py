@@ -20,10 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from generator.config import EVENT_TYPES, SINKS
+from generator.config import SINKS
 from generator.text import fixed_strings, join, timestamp_bytes, to_text_buffer
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError, UsageError
+from searchflow.events import EVENT_TYPES
 
 if TYPE_CHECKING:
     from generator.batch import GeneratedBatch

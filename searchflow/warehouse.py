@@ -15,8 +15,7 @@ import duckdb
 
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
-
-EVENT_TYPES: tuple[str, ...] = ("search", "click", "conversion")
+from searchflow.events import EVENT_TYPES
 
 RAW_SCHEMA = "raw"
 

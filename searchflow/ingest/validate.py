@@ -36,68 +36,15 @@ from __future__ import annotations
 
 import itertools
 
+from searchflow.events import (
+    MINIMUMS,
+    NULLABLE_FIELDS,
+    REQUIRED_FIELDS,
+    TIMESTAMP_REGEX,
+)
 from searchflow.warehouse import EVENT_TYPES
 
-MALFORMED_CLASSES: tuple[str, ...] = (
-    "unparsable",
-    "missing_field",
-    "wrong_type",
-    "unknown_event_type",
-    "impossible_value",
-)
-
-# Required per type: present and non-null, with their JSON kinds (same as generator/faults.py).
-COMMON_FIELDS: dict[str, str] = {
-    "event_id": "string",
-    "event_type": "string",
-    "timestamp": "timestamp",
-    "session_id": "string",
-}
-REQUIRED_FIELDS: dict[str, dict[str, str]] = {
-    "search": {
-        **COMMON_FIELDS,
-        "query": "string",
-        "destination": "string",
-        "results_count": "integer",
-        "page": "integer",
-        "platform": "string",
-        "device_type": "string",
-        "geo": "object",
-    },
-    "click": {
-        **COMMON_FIELDS,
-        "search_event_id": "string",
-        "result_id": "string",
-        "result_position": "integer",
-        "result_type": "string",
-        "result_price": "number",
-        "result_destination": "string",
-        "result_provider": "string",
-    },
-    "conversion": {
-        **COMMON_FIELDS,
-        "click_event_id": "string",
-        "booking_value": "number",
-        "commission": "number",
-        "currency": "string",
-        "product_type": "string",
-        "provider": "string",
-    },
-}
-# May be absent or null; when present, of this kind.
-NULLABLE_FIELDS: dict[str, str] = {
-    "user_id": "string",
-    "utm_source": "string",
-    "utm_campaign": "string",
-}
-# Inclusive lower bounds of a well-formed value.
-MINIMUMS: dict[str, dict[str, float]] = {
-    "search": {"results_count": 0, "page": 1},
-    "click": {"result_position": 1, "result_price": 0.01},
-    "conversion": {"booking_value": 0.01, "commission": 0},
-}
 LEADING_BRACE = r"^\s*\{"
-TIMESTAMP_REGEX = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z"
 # A well-written timestamp outside [EARLIEST, ingest time + LATEST_AHEAD] is impossible_value.
 EARLIEST = "1970-01-01"
 LATEST_AHEAD = "366 days"

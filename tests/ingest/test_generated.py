@@ -5,19 +5,11 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pytest
 
-from generator import GeneratorConfig, classify, faults, generate, write
+from generator import GeneratorConfig, classify, generate, write
 from searchflow.config import Settings
-from searchflow.ingest import run_ingestion, validate
+from searchflow.ingest import run_ingestion
 
 from .conftest import reconciles
-
-
-def test_rules_are_the_generators():
-    assert validate.REQUIRED_FIELDS == faults.REQUIRED_FIELDS
-    assert validate.NULLABLE_FIELDS == faults.NULLABLE_FIELDS
-    assert validate.MINIMUMS == faults.MINIMUMS
-    assert validate.MALFORMED_CLASSES == faults.MALFORMED_CLASSES
-    assert validate.TIMESTAMP_REGEX in faults.TIMESTAMP_PATTERN.pattern
 
 
 @pytest.fixture(scope="module")
