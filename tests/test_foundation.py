@@ -114,6 +114,9 @@ def test_embedded_servers_start_and_are_used(tmp_path: Path) -> None:
     assert Path(out["pgdata"]).resolve().is_relative_to(home.resolve())
     assert out["x"] == 42 and out["k"] == "v"
     assert (home / "embedded").is_dir()
+    # The process that started the embedded Redis stopped it on exit: nothing answers any more.
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(out["sock"], socket_connect_timeout=2).ping()
 
 
 def test_service_fixtures_are_real(service_settings: Settings) -> None:
