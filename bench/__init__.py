@@ -6,7 +6,10 @@ they never fail on time. ``--scale 0.1`` runs everything at a tenth of the state
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,3 +35,45 @@ class Row:
             return "-"
         per_second = self.items / seconds
         return f"{per_second / 1e6:.2f}M/s" if per_second >= 1e5 else f"{per_second / 1e3:.1f}k/s"
+
+
+def scratch_database(prefix: str) -> tuple[Any, str, str]:
+    """A fresh PostgreSQL database for one benchmark: (admin connection, name, URL).
+
+    Drop it with :func:`drop_scratch_database`; the benchmark never touches the user's data.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    from searchflow.config import get_settings
+    from searchflow.services import postgres_url
+
+    admin_url = postgres_url(get_settings())
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    return admin, name, urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+def drop_scratch_database(admin: Any, name: str) -> None:
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def scratch_redis(env_var: str, default_db: int) -> tuple[str, Any]:
+    """(URL, client) of a Redis logical database for one benchmark, flushed first.
+
+    The database number comes from ``env_var`` (default ``default_db``) so a developer can keep the
+    benchmark away from data of their own.
+    """
+    import redis
+
+    from searchflow.config import get_settings
+    from searchflow.services import redis_url, with_redis_db
+
+    url = with_redis_db(redis_url(get_settings()), int(os.environ.get(env_var, str(default_db))))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    return url, client

@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bench import Row
+from bench import Row, drop_scratch_database, scratch_database, scratch_redis
 
 EVENTS = 100_000
 # mean wait of a schedule-driven hop in the seed design: half of the downstream stage's interval
@@ -33,30 +31,14 @@ SEED_HOP_SECONDS = {
 
 
 def run(scale: float) -> list[Row]:
-    import psycopg2
-    import redis
 
     from deployments.demo import run_demo
     from deployments.server import start_server
-    from searchflow.config import Settings, get_settings
-    from searchflow.services import postgres_url, redis_url
+    from searchflow.config import Settings
 
     events = max(1000, int(EVENTS * scale))
-    base = get_settings()
-    admin_url = postgres_url(base)
-    db = f"sf_bench_orch_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{db}"')
-    pg_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{db}"))
-    redis_db = int(os.environ.get("SEARCHFLOW_BENCH_ORCHESTRATION_REDIS_DB", "12"))
-    parts = urlsplit(redis_url(base))
-    if parts.scheme == "unix":
-        r_url = urlunsplit(parts._replace(query=f"db={redis_db}"))
-    else:
-        r_url = urlunsplit(parts._replace(path=f"/{redis_db}"))
-    client = redis.Redis.from_url(r_url)
-    client.flushdb()
+    admin, db, pg_url = scratch_database("sf_bench_orch")
+    r_url, client = scratch_redis("SEARCHFLOW_BENCH_ORCHESTRATION_REDIS_DB", 12)
     previous_api = os.environ.pop("PREFECT_API_URL", None)
     rows: list[Row] = []
     try:
@@ -120,6 +102,5 @@ def run(scale: float) -> list[Row]:
             os.environ["PREFECT_API_URL"] = previous_api
         client.flushdb()
         client.close()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        admin.close()
+        drop_scratch_database(admin, db)
     return rows

@@ -22,13 +22,11 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 
-from bench import Row
+from bench import Row, drop_scratch_database, scratch_database, scratch_redis
 
 USERS = 200_000
 SEED_USERS = 20_000  # the seed loop's sample; its time is scaled to the full size
@@ -136,30 +134,15 @@ def run(scale: float) -> list[Row]:
     import psycopg2
     import pyarrow.compute  # noqa: F401
     import pyarrow.csv  # noqa: F401
-    import redis
 
-    from searchflow.config import Settings, get_settings
-    from searchflow.services import postgres_url, redis_url
+    from searchflow.config import Settings
     from searchflow.sync import run_sync
     from searchflow.sync.postgres_ddl import ensure_crm_schema
 
     users = max(1000, int(USERS * scale))
     sample = min(users, SEED_USERS)
-    base = get_settings()
-    admin_url = postgres_url(base)
-    db = f"sf_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{db}"')
-    pg_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{db}"))
-    redis_db = int(os.environ.get("SEARCHFLOW_BENCH_REDIS_DB", "13"))
-    rparts = urlsplit(redis_url(base))
-    if rparts.scheme == "unix":
-        r_url = urlunsplit(rparts._replace(query=f"db={redis_db}"))
-    else:
-        r_url = urlunsplit(rparts._replace(path=f"/{redis_db}"))
-    client = redis.Redis.from_url(r_url)
-    client.flushdb()
+    admin, db, pg_url = scratch_database("sf_bench")
+    r_url, client = scratch_redis("SEARCHFLOW_BENCH_REDIS_DB", 13)
     rows: list[Row] = []
     scaled = f"; seed loop timed on {sample:,} rows, scaled" if sample < users else ""
     load = os.getloadavg()[0]
@@ -246,6 +229,5 @@ def run(scale: float) -> list[Row]:
     finally:
         client.flushdb()
         client.close()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        admin.close()
+        drop_scratch_database(admin, db)
     return rows

@@ -40,6 +40,14 @@ class ServiceUrls:
     redis_origin: str
 
 
+def with_redis_db(url: str, db: int) -> str:
+    """The Redis URL pointed at logical database ``db`` (TCP path ``/db``, unix socket ``?db=``)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query=f"db={db}"))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``, for messages and logs."""
     parts = urlsplit(url)

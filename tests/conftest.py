@@ -19,7 +19,14 @@ import pytest
 import redis
 
 from searchflow.config import Settings
-from searchflow.services import LOCAL_HOST, POSTGRES_PORT, REDIS_PORT, local_postgres_url, port_open
+from searchflow.services import (
+    LOCAL_HOST,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    local_postgres_url,
+    port_open,
+    with_redis_db,
+)
 
 # Keep the environment of the developer running the tests out of the tests.
 for _name in list(os.environ):
@@ -101,11 +108,7 @@ def postgres_url(postgres_session_url: str) -> Iterator[str]:
 def redis_url(redis_base_url: str) -> Iterator[str]:
     """A Redis logical database (SEARCHFLOW_TEST_REDIS_DB, default 15), flushed before each test."""
     db = int(os.environ.get("SEARCHFLOW_TEST_REDIS_DB", "15"))
-    parts = urlsplit(redis_base_url)
-    if parts.scheme == "unix":
-        url = urlunsplit(parts._replace(query=f"db={db}"))
-    else:
-        url = urlunsplit(parts._replace(path=f"/{db}"))
+    url = with_redis_db(redis_base_url, db)
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
