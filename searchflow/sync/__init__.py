@@ -196,7 +196,8 @@ def _sync_once(
 
             client = redis_client(settings, socket_timeout=30, socket_connect_timeout=10)
             try:
-                plan = redis_sync.plan(client, batch.good, report.full_resync)
+                ttl = None if report.dry_run else redis_sync.TTL_SECONDS
+                plan = redis_sync.plan(client, batch.good, report.full_resync, ttl=ttl)
                 report.inserted, report.updated = plan.inserted, plan.updated
                 if report.dry_run:
                     report.deleted = len(plan.extra)

@@ -24,8 +24,13 @@ a run that dies half-way is completed by the next run (the plan is recomputed fr
 
 from __future__ import annotations
 
+import socket
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -36,25 +41,36 @@ TTL_SECONDS = 24 * 3600
 CHUNK = 10_000  # keys per MGET
 SCAN_COUNT = 10_000
 SEND_BYTES = 4 << 20  # bytes per sendall
+BATCH = 16_384  # values DuckDB builds per streamed chunk
 SAMPLE = 5
 
 CRLF = "\r\n"
 
+Payload = bytes | memoryview | Iterable[bytes | memoryview]
+
 
 @dataclass
 class RedisPlan:
-    """What a sync would do; ``actions`` is an Arrow table (key, value, action)."""
+    """What a sync would do; ``actions`` is the mart's rows with an ``action`` column.
+
+    ``expires_at`` (Unix ms) is set when the plan was made for a real run: the TTL of every mart
+    key Redis held was then refreshed to it while the values were fetched (``refresh_errors`` are
+    Redis' refusals), so applying the plan leaves unchanged keys alone.
+    """
 
     actions: pa.Table
     extra: list[bytes]
     inserted: int
     updated: int
     unchanged: int
+    expires_at: str | None = None
+    refreshed: bool = False
+    refresh_errors: list[str] = field(default_factory=list)
 
     def samples(self, action: str) -> list[str]:
-        keys = self.actions.filter(pc.equal(self.actions["action"], action))["key"]
-        keys = pc.utf8_slice_codeunits(keys.combine_chunks(), len(KEY_PREFIX))
-        return pc.take(keys, pc.sort_indices(keys))[:SAMPLE].to_pylist()
+        users = self.actions.filter(pc.equal(self.actions["action"], action))["user_id"]
+        users = users.combine_chunks().cast(pa.string())
+        return pc.take(users, pc.sort_indices(users))[:SAMPLE].to_pylist()
 
 
 class RawConnection:
@@ -74,12 +90,23 @@ class RawConnection:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _send_all(self, payload: memoryview | bytes, reader: threading.Thread) -> None:
+    def _send_all(self, payload: Payload, reader: threading.Thread) -> None:
+        """Write ``payload`` (bytes, or chunks produced while sending) as ``reader`` takes replies.
+
+        If writing fails (or producing the next chunk does), the socket is shut so the reader
+        stops waiting for replies that will never come; the connection is not reused.
+        """
+        chunks = [payload] if isinstance(payload, bytes | memoryview) else payload
         reader.start()
         try:
-            view = memoryview(payload)
-            for start in range(0, len(view), SEND_BYTES):
-                self.sock.sendall(view[start : start + SEND_BYTES])
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for start in range(0, len(view), SEND_BYTES):
+                    self.sock.sendall(view[start : start + SEND_BYTES])
+        except BaseException:
+            with suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            raise
         finally:
             reader.join()
 
@@ -108,7 +135,7 @@ class RawConnection:
             raise failure[0]
         return replies
 
-    def write(self, payload: memoryview | bytes, count: int) -> bytes:
+    def write(self, payload: Payload, count: int) -> bytes:
         """Send ``count`` commands whose replies are one line each; return the raw reply bytes.
 
         Counting newlines in C is all the parsing the writes need (``+OK``, ``:1``, ``-ERR ...``).
@@ -136,8 +163,8 @@ class RawConnection:
         return b"".join(chunks)
 
 
-def _buffer(column: pa.ChunkedArray | pa.Array) -> tuple[memoryview, pa.Array]:
-    """A string column's values back to back (its Arrow data buffer, zero copy) and its offsets.
+def _wire(column: pa.ChunkedArray | pa.Array) -> memoryview:
+    """A string column's values back to back: its Arrow data buffer, zero copy.
 
     An Arrow string column stores its values one after the other in one data buffer: for a column
     of RESP-encoded commands or arguments that buffer is exactly what goes on the wire.
@@ -146,90 +173,98 @@ def _buffer(column: pa.ChunkedArray | pa.Array) -> tuple[memoryview, pa.Array]:
         column = column.combine_chunks()
     if column.null_count:
         raise ValueError("a Redis command encoded as NULL")
+    if not len(column):
+        return memoryview(b"")
     if pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
-    size = column.offset + len(column) + 1
-    offsets = pa.Array.from_buffers(pa.int32(), size, [None, column.buffers()[1]])
-    offsets = offsets.slice(column.offset)
-    return memoryview(column.buffers()[2] or b""), offsets
+    offsets = pa.Array.from_buffers(
+        pa.int32(), column.offset + len(column) + 1, [None, column.buffers()[1]]
+    )
+    start, stop = offsets[column.offset].as_py(), offsets[column.offset + len(column)].as_py()
+    return memoryview(column.buffers()[2])[start:stop]
 
 
-def _stream(con: duckdb.DuckDBPyConnection, query: str) -> tuple[memoryview, int]:
-    """The commands of ``query``'s single string column as one byte stream, and their count."""
-    column = con.execute(query).to_arrow_table().column(0)
-    if not len(column):
-        return memoryview(b""), 0
-    data, offsets = _buffer(column)
-    return data[offsets[0].as_py() : offsets[len(column)].as_py()], len(column)
+def _argument(value: pa.Array) -> list:
+    """The pieces of one RESP bulk string argument: ``$<bytes>\r\n<value>\r\n``."""
+    return ["$", pc.cast(pc.binary_length(value), pa.string()), CRLF, value, CRLF]
 
 
-def _str(expr: str) -> str:
-    return f"CAST({expr} AS VARCHAR)"
+def resp(*parts: str | pa.Array) -> pa.Array:
+    """One RESP command per row, its arguments constants or string columns, built by Arrow in C.
 
-
-def _resp(*parts: str) -> str:
-    """SQL for one RESP command whose arguments are SQL string expressions (one ``concat``)."""
-    pieces = [f"'*{len(parts)}{CRLF}'"]
+    ``resp("SET", keys, values, "PXAT", "1700000000000")`` is the column of
+    ``*5\r\n$3\r\nSET\r\n$<n>\r\n<key>\r\n...``; ``_wire`` of it is the bytes to send.
+    """
+    pieces: list = [f"*{len(parts)}{CRLF}"]
     for part in parts:
-        pieces.extend(("'$'", _str(f"strlen({part})"), f"'{CRLF}'", part, f"'{CRLF}'"))
-    return f"concat({', '.join(pieces)})"
+        if isinstance(part, str):
+            pieces.append(f"${len(part.encode())}{CRLF}{part}{CRLF}")
+        else:
+            pieces.extend(_argument(part))
+    merged: list = []  # adjacent constants joined: fewer inputs to the kernel
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return pc.binary_join_element_wise(*merged, "")
+
+
+def keys_of(users: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``reco:{user_id}`` for a column of user ids."""
+    if isinstance(users, pa.ChunkedArray):
+        users = users.combine_chunks()
+    return pc.binary_join_element_wise(KEY_PREFIX, users.cast(pa.string()), "")
 
 
 def _strings(items: list[bytes | None]) -> pa.Array:
-    """Redis replies as an Arrow string array, decoding in C (Python only for invalid UTF-8)."""
-    raw = pa.array(items, pa.binary())
+    """Redis replies as an Arrow string array, checked as UTF-8 in C (Python only when invalid)."""
     try:
-        return raw.cast(pa.string())
+        return pa.array(items, pa.string())
     except pa.ArrowInvalid:
         return pa.array(
             [v.decode("utf-8", "replace") if v is not None else None for v in items], pa.string()
         )
 
 
-# The value is built as head || tail: head = {"destinations":[...],"score":x (the compared part),
-# tail = ,"generated_at":"..."}. Our writer is canonical (to_json of each string and of the score,
-# no spaces), so an unchanged recommendation is a stored value that starts with the new head and
-# ends in a well-formed generated_at: a string comparison, no JSON parsing of 200k values. Anything
-# else (other JSON spelling, extra fields) is rewritten. ``arg`` is the key as a RESP argument, for
-# the MGETs.
-_NEW_VALUES = f"""
-    SELECT key, head,
-           concat(head, ',"generated_at":"',
-                  strftime(CAST(generated_at AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ'), '"}}')
-               AS value,
-           concat('$', {_str("strlen(key)")}, '{CRLF}', key, '{CRLF}') AS arg
-    FROM (
-        SELECT concat('{KEY_PREFIX}', user_id) AS key,
-               concat('{{"destinations":[',
-                      concat_ws(',', to_json(destination_1), to_json(destination_2),
-                                to_json(destination_3)),
-                      '],"score":', to_json(CAST(score AS DOUBLE))) AS head,
-               generated_at
-        FROM mart
-    )
-"""
+# The value is head || tail: head = {"destinations":[...],"score":x (the compared part), tail =
+# ,"generated_at":"..."}. Our writer is canonical (to_json of each string and of the score, no
+# spaces), so an unchanged recommendation is a stored value that starts with the new head and ends
+# in a well-formed generated_at: string comparisons, no JSON parsing of 200k values. Anything else
+# (other JSON spelling, extra fields) is rewritten. Heads are built only to compare with the values
+# Redis holds; full values only for the rows that are written, while they are sent. Both are SQL
+# over the mart's columns.
+_HEAD = (
+    """concat('{"destinations":[', """
+    "concat_ws(',', to_json(destination_1), to_json(destination_2), to_json(destination_3)), "
+    """'],"score":', to_json(CAST(score AS DOUBLE)))"""
+)
+_VALUE = (
+    f"""concat({_HEAD}, ',"generated_at":"', """
+    """strftime(CAST(generated_at AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ'), '"}')"""
+)
 
 _TAIL = r',"generated_at":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"\}'
 
 
-def _fetch_values(raw: RawConnection, args: pa.ChunkedArray) -> pa.Array:
+def _fetch_values(raw: RawConnection, keys: pa.Array) -> pa.Array:
     """The value of every key (NULL when missing), in order, via MGETs of ``CHUNK`` keys.
 
-    ``args`` holds each key already RESP encoded; an MGET is its header plus a slice of that
-    column's data buffer, so no per-key work happens in Python.
+    The keys are RESP encoded as one column; an MGET is its header plus a slice of that column's
+    data buffer, so no per-key work happens in Python.
     """
     import hiredis
     import redis
 
-    rows = len(args)
+    rows = len(keys)
     if not rows:
         return pa.array([], pa.string())
-    data, offsets = _buffer(args)
+    args = pc.binary_join_element_wise(*_argument(keys), "")
     parts: list[bytes | memoryview] = []
     for start in range(0, rows, CHUNK):
-        stop = min(start + CHUNK, rows)
-        parts.append(f"*{stop - start + 1}{CRLF}$4{CRLF}MGET{CRLF}".encode())
-        parts.append(data[offsets[start].as_py() : offsets[stop].as_py()])
+        chunk = args.slice(start, CHUNK)
+        parts.append(f"*{len(chunk) + 1}{CRLF}$4{CRLF}MGET{CRLF}".encode())
+        parts.append(_wire(chunk))
     values: list[bytes | None] = []
     for reply in raw.request(b"".join(parts), len(parts) // 2):
         if isinstance(reply, hiredis.ReplyError):  # e.g. an ACL without MGET on reco:*
@@ -240,92 +275,154 @@ def _fetch_values(raw: RawConnection, args: pa.ChunkedArray) -> pa.Array:
     return _strings(values)
 
 
-def _extra_keys(client, con: duckdb.DuckDBPyConnection, found: int) -> list[bytes]:
-    """``reco:*`` keys whose user is not in the mart, sorted; no SCAN when DBSIZE rules them out."""
-    if client.dbsize() <= found:
+def _extra_keys(client, keys: pa.Array, size: int, found: int) -> list[bytes]:
+    """``reco:*`` keys whose user is not in the mart, sorted; no SCAN when DBSIZE rules them out.
+
+    ``size`` is the database's DBSIZE, ``found`` how many of the mart's ``keys`` exist.
+    """
+    if size <= found:
         return []
-    listed = pa.table(
-        {"key": _strings(list(client.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_COUNT)))}
-    )
-    con.register("listed", listed)
-    return [
-        row[0].encode()
-        for row in con.execute(
-            "SELECT l.key FROM listed l ANTI JOIN n ON n.key = l.key ORDER BY l.key"
-        ).fetchall()
-    ]
+    listed = _strings(list(client.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_COUNT)))
+    extra = listed.filter(pc.invert(pc.is_in(listed, value_set=keys)))
+    return [key.encode() for key in pc.take(extra, pc.sort_indices(extra)).to_pylist()]
 
 
-def plan(client, good: pa.Table, full_resync: bool = False) -> RedisPlan:
-    """Compare the mart's rows with what Redis holds, set-based in an in-memory DuckDB."""
-    con = duckdb.connect()
-    try:
-        con.register("mart", good)
-        new = con.execute(_NEW_VALUES).to_arrow_table()
-        with RawConnection(client) as raw:
-            old = _fetch_values(raw, new["arg"])
-        # MGET answers in the order asked: value i belongs to the key of row i.
-        n = new.drop_columns(["arg"]).append_column("old", old)
-        con.register("n", n)
-        extra = _extra_keys(client, con, len(old) - old.null_count)
-        same = f"starts_with(old, head) AND regexp_full_match(old[length(head) + 1:], '{_TAIL}')"
-        actions = con.execute(
-            f"""
-            SELECT key, value,
-                   CASE WHEN old IS NULL THEN 'insert'
-                        WHEN {"TRUE" if full_resync else "FALSE"} OR NOT ({same}) THEN 'update'
-                        ELSE 'unchanged' END AS action
-            FROM n
-            """
-        ).to_arrow_table()
-        con.register("actions", actions)
-        counts = dict(
-            con.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall()
+def _error_lines(replies: bytes, count: int) -> list[str]:
+    """The error messages among ``count`` one-line replies (only error replies contain a dash)."""
+    if b"-" not in replies:
+        return []
+    lines = replies.split(b"\r\n")[:count]
+    return [line[1:].decode("utf-8", "replace") for line in lines if line[:1] == b"-"]
+
+
+def _refresh(client, keys: pa.Array, expires_at: str) -> list[str]:
+    """``PEXPIREAT`` every key (a no-op for missing ones) on a connection of its own; the errors."""
+    with RawConnection(client) as raw:
+        return _error_lines(
+            raw.write(_wire(resp("PEXPIREAT", keys, expires_at)), len(keys)), len(keys)
         )
-    finally:
-        con.close()
+
+
+def _actions(
+    client, good: pa.Table, size: int, full_resync: bool, expires_at: str | None
+) -> tuple[pa.Array, list[bytes], list[str]]:
+    """Per mart row insert/update/unchanged (the values Redis holds against the new heads).
+
+    The MGETs run on their own thread while DuckDB builds the heads, so Redis answers meanwhile.
+    With ``expires_at`` (a real run) every key's TTL is refreshed on a second connection at the
+    same time: an unchanged key needs nothing more, a changed one is rewritten with the same
+    expiry, a missing one is untouched. Returns the actions, the extra keys and refresh errors.
+    """
+    keys = keys_of(good["user_id"])
+    with RawConnection(client) as raw, ThreadPoolExecutor(2) as pool:
+        fetching = pool.submit(_fetch_values, raw, keys)
+        refreshing = pool.submit(_refresh, client, keys, expires_at) if expires_at else None
+        con = duckdb.connect()
+        try:
+            con.register("mart", good)
+            heads = con.execute(f"SELECT {_HEAD} FROM mart").to_arrow_table().column(0)
+            # MGET answers in the order asked, DuckDB keeps the mart's order through a
+            # projection: row i of each is the user of row i.
+            old = fetching.result()
+            con.register("n", pa.table({"head": heads, "old": old}))
+            same = (
+                f"starts_with(old, head) AND regexp_full_match(old[length(head) + 1:], '{_TAIL}')"
+            )
+            action = con.execute(
+                f"""
+                SELECT CASE WHEN old IS NULL THEN 'insert'
+                            WHEN {"TRUE" if full_resync else "FALSE"} OR NOT ({same}) THEN 'update'
+                            ELSE 'unchanged' END
+                FROM n
+                """
+            ).to_arrow_table()
+        finally:
+            con.close()
+        errors = refreshing.result() if refreshing else []
+    extra = _extra_keys(client, keys, size, len(old) - old.null_count)
+    return action.column(0), extra, errors
+
+
+def plan(client, good: pa.Table, full_resync: bool = False, *, ttl: int | None = None) -> RedisPlan:
+    """Compare the mart's rows with what Redis holds.
+
+    ``ttl`` (seconds) marks a plan for a real run: the keys' TTLs are refreshed to now + ``ttl``
+    while their values are fetched (see :func:`_actions`). Without it (dry runs, reconcile) the plan
+    writes nothing. An empty database holds none of the keys: every row is an insert and nothing
+    is fetched.
+    """
+    expires_at = None if ttl is None else str(int(time.time() * 1000) + ttl * 1000)
+    size = client.dbsize()
+    errors: list[str] = []
+    if size and good.num_rows:
+        action, extra, errors = _actions(client, good, size, full_resync, expires_at)
+    else:
+        keys = keys_of(good["user_id"])
+        extra = _extra_keys(client, keys, size, 0) if size else []
+        action = pa.array(["insert"] * good.num_rows, pa.string())
+    actions = good.append_column("action", action)
+    counts = {
+        item["values"]: item["counts"] for item in pc.value_counts(actions["action"]).to_pylist()
+    }
     return RedisPlan(
         actions=actions,
         extra=extra,
         inserted=counts.get("insert", 0),
         updated=counts.get("update", 0),
         unchanged=counts.get("unchanged", 0),
+        expires_at=expires_at,
+        refreshed=bool(size and good.num_rows and expires_at),
+        refresh_errors=errors,
     )
+
+
+def _commands(actions: pa.Table, expires_at: str, refreshed: bool) -> Iterator[memoryview]:
+    """``SET key value PXAT t`` for inserts and updates, ``PEXPIREAT key t`` for the unchanged
+    (unless the plan ``refreshed`` every TTL already).
+
+    The values are streamed from DuckDB ``BATCH`` rows at a time and each batch is encoded and sent
+    while DuckDB builds the next (on one thread: the other core is Redis', executing the commands
+    meanwhile), so encoding and writing overlap instead of adding up.
+    """
+    unchanged = pc.equal(actions["action"], "unchanged")
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.register("writes", actions.filter(pc.invert(unchanged)))
+        query = f"SELECT user_id, {_VALUE} AS value FROM writes"
+        for batch in con.execute(query).to_arrow_reader(BATCH):
+            if batch.num_rows:
+                keys = keys_of(batch["user_id"])
+                yield _wire(resp("SET", keys, batch["value"], "PXAT", expires_at))
+    finally:
+        con.close()
+    kept = actions.filter(unchanged)["user_id"]
+    if len(kept) and not refreshed:
+        yield _wire(resp("PEXPIREAT", keys_of(kept), expires_at))
 
 
 def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[str]]:
     """Carry out the plan; returns (keys deleted, error replies).
 
-    One stream of SET key value EX ttl (inserts, updates) and EXPIRE key ttl (unchanged keys), then
-    one of UNLINK for every key whose user left the mart (each reply ``:1`` when it removed one).
+    One stream of writes (see :func:`_commands`), then one ``UNLINK`` per key whose user left the
+    mart (each reply ``:1`` when it removed one). The expiry is one absolute time for the whole run
+    (the plan's, else now + ``ttl``): Redis 7 rewrites a relative ``EX`` into an absolute time for
+    every command it executes, which costs it about as much as the write itself.
     """
-    set_cmd = _resp("'SET'", "key", "value", "'EX'", f"'{ttl}'")
-    expire_cmd = _resp("'EXPIRE'", "key", f"'{ttl}'")
-    extra = pa.table({"key": pa.array([k.decode() for k in plan_.extra], pa.string())})
-    con = duckdb.connect()
-    try:
-        con.register("actions", plan_.actions)
-        con.register("extra", extra)
-        writes = _stream(
-            con,
-            f"SELECT CASE WHEN action = 'unchanged' THEN {expire_cmd} ELSE {set_cmd} END "
-            "FROM actions",
-        )
-        unlink_cmd = _resp("'UNLINK'", "key")
-        unlinks = _stream(con, f"SELECT {unlink_cmd} FROM extra")
-    finally:
-        con.close()
-    errors: list[str] = []
+    expires_at = plan_.expires_at or str(int(time.time() * 1000) + ttl * 1000)
+    writes = plan_.actions.num_rows
+    if plan_.refreshed:
+        writes = plan_.inserted + plan_.updated
+    extra = pa.array([k.decode() for k in plan_.extra], pa.string())
+    errors = list(plan_.refresh_errors)
     deleted = 0
     with RawConnection(client) as raw:
-        for (payload, count), is_unlink in ((writes, False), (unlinks, True)):
-            replies = raw.write(payload, count)
-            if b"-" in replies:  # only error replies contain a dash (+OK, :0, :1 do not)
-                lines = replies.split(b"\r\n")[:count]
-                errors += [
-                    line[1:].decode("utf-8", "replace") for line in lines if line[:1] == b"-"
-                ]
-                deleted += sum(line == b":1" for line in lines) if is_unlink else 0
-            elif is_unlink:
-                deleted += replies.count(b":1\r\n")
+        replies = raw.write(_commands(plan_.actions, expires_at, plan_.refreshed), writes)
+        errors += _error_lines(replies, writes)
+        replies = raw.write(_wire(resp("UNLINK", extra)), len(extra))
+        unlinks = _error_lines(replies, len(extra))
+        errors += unlinks
+        if unlinks:
+            deleted = sum(line == b":1" for line in replies.split(b"\r\n")[: len(extra)])
+        else:
+            deleted = replies.count(b":1\r\n")
     return deleted, errors

@@ -155,3 +155,41 @@ def test_trigger_rows_in_mart_round_trip(service_settings, build_marts):
     build_marts(triggers=[trigger_row(i) for i in range(3)])
     assert run_sync(service_settings, "email_triggers", dry_run=True)["inserted"] == 3
     assert run_sync(service_settings, "email_triggers")["inserted"] == 3
+
+
+def test_awkward_recommendations_round_trip_as_json(service_settings, build_marts, rds):
+    """Multi-byte text, quotes and backslashes: RESP lengths are bytes, the JSON is escaped."""
+    recos = [
+        ("ünïcødé 1", "Zürich", 'Say "Hi"', "back\\slash", 0.5, AS_OF),
+        ("東京", "東京", None, None, 1.0, AS_OF.replace(microsecond=7)),
+        ("tab\tuser", "São Paulo", "Kraków", None, 0.0001, AS_OF),
+    ]
+    build_marts(recos=recos)
+    first = run_sync(service_settings, "recommendations")
+    assert (first["inserted"], first["failed"]) == (3, 0)
+    for user, d1, d2, d3, score, generated_at in recos:
+        value = json.loads(rds.get(f"reco:{user}"))
+        assert value == {
+            "destinations": [d for d in (d1, d2, d3) if d is not None],
+            "score": score,
+            "generated_at": generated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        assert 86000 < rds.ttl(f"reco:{user}") <= 86400
+    again = run_sync(service_settings, "recommendations")
+    assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 3)
+    assert run_reconcile(service_settings, "recommendations")["in_sync"]
+
+
+def test_dry_run_and_reconcile_leave_ttls_alone(service_settings, build_marts, rds):
+    """A real run refreshes every unchanged key's TTL while it reads them; a dry run must not."""
+    build_marts(recos=[reco_row(i) for i in range(4)])
+    run_sync(service_settings, "recommendations")
+    rds.expire("reco:user_1", 100)
+    assert run_sync(service_settings, "recommendations", dry_run=True)["unchanged"] == 4
+    run_reconcile(service_settings, "recommendations")
+    assert 0 < rds.ttl("reco:user_1") <= 100
+    rds.set("reco:user_2", "changed", ex=50)
+    report = run_sync(service_settings, "recommendations")
+    assert (report["updated"], report["unchanged"]) == (1, 3)
+    assert rds.ttl("reco:user_1") > 86000 and rds.ttl("reco:user_2") > 86000
+    assert json.loads(rds.get("reco:user_2"))["destinations"] == list(reco_row(2)[1:4])

@@ -145,7 +145,7 @@ def test_recommendations_run_as_a_least_privilege_redis_user(service_settings, d
     user, password = f"sf_sync_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin.execute_command(
         "ACL", "SETUSER", user, "on", f">{password}", "~reco:*",
-        "+mget", "+set", "+expire", "+unlink", "+scan", "+dbsize", "+ping", "+select",
+        "+mget", "+set", "+pexpireat", "+unlink", "+scan", "+dbsize", "+ping", "+select",
     )  # fmt: skip
     try:
         netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 6379}"
