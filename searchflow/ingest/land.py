@@ -1,14 +1,18 @@
 """Set-based landing: classify a batch of raw lines, drop what is already there, write the rest.
 
 Every reader (JSONL, Redis, Postgres) puts one batch into a DuckDB relation with the columns
-``ord, raw_text, source_ref, stream`` and calls :func:`land_batch`. In ONE transaction it:
+``ord, raw_text, source_ref, stream`` and calls :func:`land_batch`. It:
 
 1. classifies every line (:mod:`searchflow.ingest.validate`) into a temp table, copying the text
-   once, and collects the few lines that are not new into a second one: ``duplicate`` (its
+   once (before the transaction: it depends on the input alone);
+
+and then, in ONE transaction:
+
+2. collects the few lines that are not new into a second temp table: ``duplicate`` (its
    event_id already in the table, or earlier in this batch; or, for a malformed line, its dead
    letter already recorded). The rest are ``dead_letter`` (malformed) or ``landed``;
-2. inserts the landed events with one INSERT per event type, and the new dead letters;
-3. runs the reader's bookkeeping (files read, watermark) so it moves with the rows, never apart.
+3. inserts the landed events with one INSERT per event type, and the new dead letters;
+4. runs the reader's bookkeeping (files read, watermark) so it moves with the rows, never apart.
 
 Why an anti-join and not a PRIMARY KEY: DuckDB's ART index makes bulk loads about 3x slower and
 ``INSERT OR IGNORE`` cannot tell a duplicate from a landed row in the counts; a hash anti-join
@@ -102,14 +106,31 @@ def add_counts(total: dict[str, dict[str, int]], batch: dict[str, dict[str, int]
             mine[key] += value
 
 
-def _stage_sql(input_relation: str, source: str) -> list[str]:
-    """The statements that judge a batch into ``_ingest_judged`` and ``_ingest_repeats``.
+def _judge_sql(input_relation: str, source: str) -> str:
+    """``_ingest_judged``: every line classified, with its dead-letter id (malformed lines only).
 
-    ``_ingest_judged``: every line classified, with its dead-letter id (malformed lines only).
-    ``_ingest_repeats``: the ``ord`` of every line that is not new: its event already in the raw
-    table, its dead letter already recorded, or an earlier line of the batch (by ``ord``) with the
-    same key. Usually a handful of rows, so the outcome of a line is one anti-join away and the
-    judged text is never copied a second time.
+    A pure function of the input: it is built before the landing transaction opens. Built inside
+    it, the table would live in the transaction's local storage, and the INSERTs reading it were
+    measured 1.8x slower (1M events).
+    """
+    return f"""
+        CREATE OR REPLACE TEMP TABLE _ingest_judged AS
+        SELECT *,
+               CASE WHEN reason IS NOT NULL
+                    THEN md5({lit(source)} || chr(31) || coalesce(source_ref, '') || chr(31)
+                             || coalesce(payload::VARCHAR, raw_text, ''))
+               END AS dead_letter_id
+        FROM ({classify_sql(input_relation)})
+        """
+
+
+def _repeats_sql() -> str:
+    """``_ingest_repeats``: the ``ord`` of every judged line that is not new.
+
+    Its event already in the raw table, its dead letter already recorded, or an earlier line of
+    the batch (by ``ord``) with the same key. Usually a handful of rows, so the outcome of a line
+    is one anti-join away and the judged text is never copied a second time. It reads the raw
+    tables, so it runs inside the landing transaction.
     """
     existing = "\n            UNION ALL\n".join(
         f"""            SELECT '{t}' AS event_type, event_id FROM {raw_table(t)}
@@ -118,17 +139,7 @@ def _stage_sql(input_relation: str, source: str) -> list[str]:
         for t in EVENT_TYPES
     )
     key = "hash(reason IS NULL, event_type, coalesce(dead_letter_id, event_id))"
-    return [
-        f"""
-        CREATE OR REPLACE TEMP TABLE _ingest_judged AS
-        SELECT *,
-               CASE WHEN reason IS NOT NULL
-                    THEN md5({lit(source)} || chr(31) || coalesce(source_ref, '') || chr(31)
-                             || coalesce(payload::VARCHAR, raw_text, ''))
-               END AS dead_letter_id
-        FROM ({classify_sql(input_relation)})
-        """,
-        f"""
+    return f"""
         CREATE OR REPLACE TEMP TABLE _ingest_repeats AS
         WITH collide AS (
             -- keys (hashed) seen more than once in the batch: few; confirmed exactly below
@@ -154,8 +165,7 @@ def _stage_sql(input_relation: str, source: str) -> list[str]:
             SELECT dead_letter_id FROM {RAW_SCHEMA}.dead_letter_events
             WHERE dead_letter_id IN (SELECT dead_letter_id FROM _ingest_judged
                                      WHERE dead_letter_id IS NOT NULL))
-        """,
-    ]
+        """
 
 
 def _counts_sql() -> str:
@@ -172,26 +182,13 @@ def _counts_sql() -> str:
     """
 
 
-def land_batch(
-    con: duckdb.DuckDBPyConnection,
-    input_relation: str,
-    source: str,
-    batch_id: str,
-    bookkeeping: Sequence[str] = (),
-    ingested_at: datetime | None = None,
-) -> dict[str, dict[str, int]]:
-    """Land one batch in one transaction; returns per-type counts.
-
-    ``bookkeeping`` are statements run inside the same transaction after the rows (the reader's
-    record of what it consumed). Any failure rolls everything back: no half-written table, and
-    the bookkeeping does not move.
-    """
-    stamp = lit(ingested_at or utc_now())
-    tag = f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp}"
+def _land_judged(
+    con: duckdb.DuckDBPyConnection, tag: str, bookkeeping: Sequence[str]
+) -> list[tuple[str, str, int]]:
+    """The landing transaction over ``_ingest_judged``; returns (bucket, outcome, count) rows."""
     con.execute("BEGIN TRANSACTION")
     try:
-        for sql in _stage_sql(input_relation, source):
-            con.execute(sql)
+        con.execute(_repeats_sql())
         # Row order inside a raw table means nothing: let DuckDB write in parallel.
         con.execute("SET preserve_insertion_order = false")
         # Payloads, ids and refs end up FSST-compressed anyway; not trying the other string codecs
@@ -228,6 +225,29 @@ def land_batch(
     finally:
         con.execute("SET preserve_insertion_order = true")
         con.execute("RESET disabled_compression_methods")
+    return rows
+
+
+def land_batch(
+    con: duckdb.DuckDBPyConnection,
+    input_relation: str,
+    source: str,
+    batch_id: str,
+    bookkeeping: Sequence[str] = (),
+    ingested_at: datetime | None = None,
+) -> dict[str, dict[str, int]]:
+    """Land one batch in one transaction; returns per-type counts.
+
+    ``bookkeeping`` are statements run inside the same transaction after the rows (the reader's
+    record of what it consumed). Any failure rolls everything back: no half-written table, and
+    the bookkeeping does not move.
+    """
+    stamp = lit(ingested_at or utc_now())
+    tag = f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp}"
+    try:
+        con.execute(_judge_sql(input_relation, source))
+        rows = _land_judged(con, tag, bookkeeping)
+    finally:
         for name in ("_ingest_judged", "_ingest_repeats"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     counts = empty_counts()

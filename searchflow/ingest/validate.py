@@ -25,16 +25,14 @@ tells valid JSON and *is* the payload the raw table stores (no second cast when 
 ``json_transform`` reads the values the rules compare (ids, type, timestamp, numbers with a
 minimum); ``json_type`` with the declared type's own list of paths reads the JSON kinds of the
 fields that type's rules look at (14 lookups rather than every rule field of every type). A
-line whose kinds are one of the few hundred well-formed combinations (an equality join on the
-list) needs only its value rules; the rest go through a CASE that names the first broken rule.
+line whose kinds are all well formed (one conjunction of comparisons per type) needs only its
+value rules; the rest go through a CASE that names the first broken rule.
 
 Known divergence from the reference: an object with a repeated key is judged on the first
 occurrence (yyjson), where Python's ``json.loads`` keeps the last.
 """
 
 from __future__ import annotations
-
-import itertools
 
 from searchflow.events import (
     MINIMUMS,
@@ -127,7 +125,7 @@ def _type_verdict_sql(event_type: str) -> str:
 
 
 def _line_checks_sql(event_type: str) -> str:
-    """The rules that depend on values, for a line whose kinds are all right (see _good_kinds)."""
+    """The rules that depend on values, for a line whose kinds are all right (see _kinds_ok_sql)."""
     ts = _v("timestamp")
     badly_written = _verdict("wrong_type", f"'timestamp ' || {ts}")
     branches = [f"WHEN NOT regexp_full_match({ts}, '{TIMESTAMP_REGEX}') THEN {badly_written}"]
@@ -138,27 +136,25 @@ def _line_checks_sql(event_type: str) -> str:
     return "CASE " + " ".join(branches) + " END"
 
 
-def _good_kinds() -> str:
-    """VALUES of every (event_type, kinds list) a well-formed line can show: a few hundred.
+def _kinds_ok_sql(event_type: str) -> str:
+    """TRUE when every rule field of a line declaring ``event_type`` has a well-formed kind.
 
-    A line whose kinds are one of them needs only its value rules; judging it is an equality
-    join on the list instead of a CASE through every field. The others (malformed, a handful)
-    go through the full CASE, which names the broken rule.
+    Such a line (nearly all of them) needs only its value rules; the others go through the full
+    CASE, which names the broken rule. Plain comparisons on the kinds list: measured cheaper than
+    an equality join of the list against every well-formed combination.
     """
-    rows: list[str] = []
-    for event_type, fields in TYPE_FIELDS.items():
-        required = REQUIRED_FIELDS[event_type]
-        options: list[tuple[str | None, ...]] = []
-        for name in fields:
-            kind = required.get(name) or NULLABLE_FIELDS[name]
-            allowed: tuple[str | None, ...] = KIND_TYPES[kind]
-            if name not in required:
-                allowed = (*allowed, "NULL", None)
-            options.append(allowed)
-        for combo in itertools.product(*options):
-            kinds = ", ".join("NULL" if k is None else _q(k) for k in combo)
-            rows.append(f"({_q(event_type)}, [{kinds}]::VARCHAR[])")
-    return ", ".join(rows)
+    required = REQUIRED_FIELDS[event_type]
+    checks: list[str] = []
+    for name in TYPE_FIELDS[event_type]:
+        t = _t(name, event_type)
+        allowed = KIND_TYPES[required.get(name) or NULLABLE_FIELDS[name]]
+        test = (
+            f"{t} = {_q(allowed[0])}"
+            if len(allowed) == 1
+            else f"{t} IN ({', '.join(map(_q, allowed))})"
+        )
+        checks.append(test if name in required else f"({t} IS NULL OR {t} = 'NULL' OR {test})")
+    return " AND ".join(checks)
 
 
 def classify_sql(input_relation: str) -> str:
@@ -191,6 +187,9 @@ def classify_sql(input_relation: str) -> str:
     line_checks = "\n                    ".join(
         f"WHEN {_q(t)} THEN {_line_checks_sql(t)}" for t in EVENT_TYPES
     )
+    kinds_ok = "\n                    ".join(
+        f"WHEN {_q(t)} THEN {_kinds_ok_sql(t)}" for t in EVENT_TYPES
+    )
     per_type = "\n                ".join(
         f"WHEN {_v('event_type')} = {_q(t)} THEN {_type_verdict_sql(t)}" for t in EVENT_TYPES
     )
@@ -220,13 +219,12 @@ def classify_sql(input_relation: str) -> str:
                     {kinds}
                     ELSE json_type(payload, ['$.event_type']) END END AS types
         FROM values_
-    ), good(good_type, good_kinds) AS (
-        VALUES {_good_kinds()}
     ), judged AS (
         SELECT f.*,
                TRY_CAST({_v("timestamp")} AS TIMESTAMP) AS event_time,
                CASE
-                WHEN good_type IS NOT NULL THEN CASE good_type
+                WHEN {_v("event_type")} IN ({known}) AND CASE {_v("event_type")}
+                    {kinds_ok} END THEN CASE {_v("event_type")}
                     {line_checks} END
                 WHEN payload IS NULL THEN 'unparsable' || chr(31)
                      || CASE WHEN raw_text IS NULL OR trim(raw_text) = '' THEN 'empty line'
@@ -238,7 +236,6 @@ def classify_sql(input_relation: str) -> str:
                 {per_type}
                END AS verdict
         FROM fields f
-        LEFT JOIN good g ON g.good_type = f.v_event_type AND g.good_kinds = f.types
     )
     SELECT ord, source_ref, stream, payload, raw_text,
            CASE WHEN {_v("event_type")} IN ({known}) THEN {_v("event_type")} END AS event_type,
