@@ -136,50 +136,24 @@ def _line_checks_sql(event_type: str) -> str:
     return "CASE " + " ".join(branches) + " END"
 
 
-# Every rule field of every type, read in one json_transform as its JSON text (NULL when absent or
-# null): the kinds and values of a well-formed line come from these texts, one parse instead of two.
-ALL_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for fs in TYPE_FIELDS.values() for f in fs))
-# How a field's JSON text shows a kind. Conservative: an integer of more than 18 digits (which
-# json_type may call DOUBLE) is left to the slow path, which judges with json_type itself.
-TEXT_KINDS: dict[str, str] = {
-    "string": "starts_with({x}, '\"')",
-    "timestamp": "starts_with({x}, '\"')",
-    "integer": "regexp_full_match({x}, '-?[0-9]{{1,18}}')",
-    "number": "(ascii({x}) BETWEEN 48 AND 57 OR ascii({x}) = 45)",
-    "object": "starts_with({x}, '{{')",
-}
-
-
-def _text(name: str) -> str:
-    """SQL: the field's JSON text as VARCHAR (as JSON, slices of it would be re-validated)."""
-    return f"CAST(tx.{name} AS VARCHAR)"
-
-
-def _unquoted(name: str) -> str:
-    """SQL: the field's value as text, like a lenient ``json_transform`` to VARCHAR would give it:
-    a JSON string unescaped (cheaply when it holds no escape), anything else its JSON text."""
-    x = _text(name)
-    return (
-        f"CASE WHEN NOT starts_with({x}, '\"') THEN {x} "
-        f"WHEN contains({x}, '\\') THEN json_extract_string({x}, '$') "
-        f"ELSE {x}[2:-2] END"
-    )
-
-
 def _kinds_ok_sql(event_type: str) -> str:
-    """TRUE when every rule field of a line declaring ``event_type`` shows a well-formed kind.
+    """TRUE when every rule field of a line declaring ``event_type`` has a well-formed kind.
 
-    Read from the fields' JSON texts with first-character and digit checks. Such a line (nearly
-    all of them) needs only its value rules; the others (FALSE here, never wrongly TRUE) get their
-    kinds from ``json_type`` and go through the full CASE, which names the broken rule. Measured:
-    this replaced a second parse of every line.
+    Such a line (nearly all of them) needs only its value rules; the others go through the full
+    CASE, which names the broken rule. Plain comparisons on the kinds list: measured cheaper than
+    an equality join of the list against every well-formed combination.
     """
     required = REQUIRED_FIELDS[event_type]
     checks: list[str] = []
     for name in TYPE_FIELDS[event_type]:
-        x = _text(name)
-        test = TEXT_KINDS[required.get(name) or NULLABLE_FIELDS[name]].format(x=x)
-        checks.append(test if name in required else f"({x} IS NULL OR {test})")
+        t = _t(name, event_type)
+        allowed = KIND_TYPES[required.get(name) or NULLABLE_FIELDS[name]]
+        test = (
+            f"{t} = {_q(allowed[0])}"
+            if len(allowed) == 1
+            else f"{t} IN ({', '.join(map(_q, allowed))})"
+        )
+        checks.append(test if name in required else f"({t} IS NULL OR {t} = 'NULL' OR {test})")
     return " AND ".join(checks)
 
 
@@ -207,13 +181,8 @@ def classify_sql(input_relation: str) -> str:
         f"WHEN {_q(t)} THEN json_type(payload, [{', '.join(_q('$.' + n) for n in fields)}])"
         for t, fields in TYPE_FIELDS.items()
     )
-    texts = "{" + ", ".join(f'"{name}": "JSON"' for name in ALL_FIELDS) + "}"
-    value_cols = ", ".join(
-        f"{_unquoted(name)} AS {_v(name)}"
-        if kind == "VARCHAR"
-        else f"TRY_CAST({_unquoted(name)} AS {kind}) AS {_v(name)}"
-        for name, kind in VALUE_FIELDS.items()
-    )
+    structure = "{" + ", ".join(f'"{name}": "{kind}"' for name, kind in VALUE_FIELDS.items()) + "}"
+    value_cols = ", ".join(f"vals.{name} AS {_v(name)}" for name in VALUE_FIELDS)
     known = ", ".join(_q(t) for t in EVENT_TYPES)
     line_checks = "\n                    ".join(
         f"WHEN {_q(t)} THEN {_line_checks_sql(t)}" for t in EVENT_TYPES
@@ -234,22 +203,19 @@ def classify_sql(input_relation: str) -> str:
                CASE WHEN starts_with(j, '{{') OR regexp_matches(j, '{LEADING_BRACE}') THEN j END
                    AS payload
         FROM cast_
-    ), texts AS (
+    ), valued AS (
         SELECT ord, source_ref, stream, payload,
                CASE WHEN payload IS NULL THEN raw_text END AS raw_text,
-               CASE WHEN payload IS NOT NULL THEN json_transform(payload, {_q(texts)}) END AS tx
+               CASE WHEN payload IS NOT NULL THEN json_transform(payload, {_q(structure)}) END
+                   AS vals
         FROM objects
     ), values_ AS (
-        SELECT ord, source_ref, stream, payload, raw_text, {value_cols},
-               CASE WHEN payload IS NOT NULL THEN CASE {_unquoted("event_type")}
-                    {kinds_ok} END END AS kinds_ok
-        FROM texts
+        SELECT ord, source_ref, stream, payload, raw_text, {value_cols} FROM valued
     ), fields AS (
-        -- the kinds of the fields the declared type's rules look at, for the few lines whose
-        -- texts did not show all kinds well formed (the others need no kinds)
+        -- the kinds of the fields the declared type's rules look at (a lenient transform never
+        -- turns a non-string into 'search', so a known v_event_type was a JSON string)
         SELECT *,
-               CASE WHEN payload IS NOT NULL AND NOT coalesce(kinds_ok, false)
-                    THEN CASE {_v("event_type")}
+               CASE WHEN payload IS NOT NULL THEN CASE {_v("event_type")}
                     {kinds}
                     ELSE json_type(payload, ['$.event_type']) END END AS types
         FROM values_
@@ -257,7 +223,8 @@ def classify_sql(input_relation: str) -> str:
         SELECT f.*,
                TRY_CAST({_v("timestamp")} AS TIMESTAMP) AS event_time,
                CASE
-                WHEN kinds_ok THEN CASE {_v("event_type")}
+                WHEN {_v("event_type")} IN ({known}) AND CASE {_v("event_type")}
+                    {kinds_ok} END THEN CASE {_v("event_type")}
                     {line_checks} END
                 WHEN payload IS NULL THEN 'unparsable' || chr(31)
                      || CASE WHEN raw_text IS NULL OR trim(raw_text) = '' THEN 'empty line'
