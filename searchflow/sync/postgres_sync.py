@@ -66,13 +66,45 @@ def target_for(spec: MartSpec, table: str) -> PgTarget:
     return PgTarget(f"{SCHEMA}.{table}", spec.key, spec.columns, compared)
 
 
+COPY_BATCH = 32_768  # rows Arrow encodes as CSV per chunk handed to COPY
+COPY_READ = 1 << 20  # bytes psycopg2 asks for (and sends) at a time
+
+
+class _CsvStream(io.RawIOBase):
+    """An Arrow table as CSV, encoded a batch at a time as COPY reads it.
+
+    Postgres parses and inserts one chunk while Arrow encodes the next, instead of waiting for
+    the whole table to be encoded first.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self._batches = iter(table.to_batches(COPY_BATCH))
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            batch = next(self._batches, None)
+            if batch is None:
+                return 0
+            sink = io.BytesIO()
+            pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=False))
+            self._pending = sink.getbuffer()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
 def copy_arrow(cur, table: pa.Table, target: str, columns: tuple[str, ...]) -> None:
     """COPY an Arrow table into ``target`` as CSV (NULL unquoted empty, strings always quoted)."""
-    buf = io.BytesIO()
-    if table.num_rows:
-        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-    buf.seek(0)
-    cur.copy_expert(f"COPY {target} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf)
+    cur.copy_expert(
+        f"COPY {target} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
+        _CsvStream(table),
+        size=COPY_READ,
+    )
 
 
 def snapshot(cur, target: PgTarget, columns: tuple[str, ...], schema: pa.Schema) -> pa.Table:
