@@ -30,7 +30,7 @@ from searchflow.warehouse import session
 
 SOURCES: tuple[str, ...] = ("jsonl", "redis", "postgres")
 GROUP = "searchflow-ingest"
-REDIS_BATCH = 10_000
+REDIS_BATCH = 50_000  # entries per landing transaction (~20 MB of text)
 POSTGRES_BATCH = 200_000
 CLAIM_IDLE_MS = 60_000
 
