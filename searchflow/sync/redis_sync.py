@@ -4,19 +4,22 @@ Plan (same for a real run, a dry run and reconcile), comparing the values Redis 
 stored fingerprint that a hand edit could leave stale):
 
 1. the mart's keys are fetched with ``MGET`` (10,000 keys a command; the keys RESP encoded by
-   DuckDB, all commands written to the socket at once, replies parsed by hiredis);
+   Arrow, all commands written to the socket at once, replies parsed by hiredis), skipped when
+   the database is empty. In a real run, every key's TTL is refreshed at the same time on a second
+   connection (``PEXPIREAT``, a no-op for missing keys), so an unchanged key needs nothing more;
 2. keys nobody in the mart owns: when ``DBSIZE`` equals the number of keys found in step 1 the
    database holds nothing else, so there are none; otherwise ``SCAN MATCH reco:*`` lists them;
 3. one DuckDB query compares: a key is ``insert`` when missing, ``update`` when its destinations or
-   score differ (or the value is not the contract's JSON shape), ``unchanged`` otherwise (only its
-   TTL is refreshed with ``EXPIRE``; the value and its ``generated_at`` stay as written), and a key
-   whose user left the mart is deleted (``UNLINK``).
+   score differ (or the value is not the contract's JSON shape), ``unchanged`` otherwise (its
+   value and ``generated_at`` stay as written), and a key whose user left the mart is deleted
+   (``UNLINK``).
 
-Apply: DuckDB encodes every command as RESP in one string column; the Arrow column's data buffer
-*is* the concatenated byte stream, sent as is (no Python per key). A reader thread counts the
-one-line replies while the writer sends, so the socket is full duplex and there is no round trip per
-chunk. That is pipelining without redis-py's per-command Python cost, which caps at ~0.1M keys/s
-here (STACK.md).
+Apply: the values of the inserts and updates stream out of DuckDB in batches; Arrow encodes each
+batch's ``SET key value PXAT t`` commands as RESP into one string column, whose data buffer *is*
+the byte stream, sent as is (no Python per key) while DuckDB builds the next batch and Redis runs
+the previous one. A reader thread counts the one-line replies while the writer sends, so the socket
+is full duplex and there is no round trip per chunk. That is pipelining without redis-py's
+per-command Python cost, which caps at ~0.1M keys/s here (STACK.md).
 
 Redis has no multi-key transaction worth the name at this size: each key is written atomically, and
 a run that dies half-way is completed by the next run (the plan is recomputed from what is there).
