@@ -226,10 +226,9 @@ class FilePublisher:
             f.write(json.dumps(event) + "\n")
 
 
-def seed_generate(events: int, out: Path) -> int:
-    """The seed's main loop: sessions until ``events`` events are published."""
+def seed_generate(events: int, publisher) -> int:
+    """The seed's main loop: sessions until ``events`` events are published to ``publisher``."""
     generator = EventGenerator(SeedConfig())
-    publisher = FilePublisher(out)
     emitted = 0
     while emitted < events:
         for event in generator.generate_session():
@@ -299,7 +298,7 @@ def run(scale: float) -> list[Row]:
         ours = _ours(events, Path(tmp) / "ours")
         sample = min(events, SEED_FILE_CAP)
         started = time.perf_counter()
-        seed_generate(sample, Path(tmp) / "seed")
+        seed_generate(sample, FilePublisher(Path(tmp) / "seed"))
         seed = (time.perf_counter() - started) * events / sample
         note = "seed: FilePublisher opens the file per event"
         if sample < events:
@@ -346,16 +345,8 @@ def _redis_row(events: int) -> Row:
         client.delete(*STREAMS)
 
         sample = min(events, SEED_REDIS_CAP)
-        generator = EventGenerator(SeedConfig())
-        publisher = RedisPublisher(client)
         started = time.perf_counter()
-        sent = 0
-        while sent < sample:
-            for event in generator.generate_session():
-                publisher.publish(event)
-                sent += 1
-                if sent >= sample:
-                    break
+        seed_generate(sample, RedisPublisher(client))
         seed = (time.perf_counter() - started) * events / sample
     finally:
         client.delete(*STREAMS)

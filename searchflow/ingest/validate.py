@@ -113,26 +113,30 @@ def _type_verdict_sql(event_type: str) -> str:
         wrong = _verdict("wrong_type", f"{_q(name + ' is ')} || {t}")
         branches.append(f"WHEN {t} <> 'NULL' AND {t} NOT IN ({allowed}) THEN {wrong}")
         if kind == "timestamp":
-            badly_written = _verdict("wrong_type", f"{_q(name + ' ')} || {_v(name)}")
-            branches.append(
-                f"WHEN NOT regexp_full_match({_v(name)}, '{TIMESTAMP_REGEX}') THEN {badly_written}"
-            )
+            branches.append(_badly_written_sql(name))
+    branches.extend(_below_minimum_sql(event_type))
+    return "CASE " + "\n                     ".join(branches) + " END"
+
+
+def _badly_written_sql(name: str) -> str:
+    """The CASE branch for a timestamp field not written ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
+    badly_written = _verdict("wrong_type", f"{_q(name + ' ')} || {_v(name)}")
+    return f"WHEN NOT regexp_full_match({_v(name)}, '{TIMESTAMP_REGEX}') THEN {badly_written}"
+
+
+def _below_minimum_sql(event_type: str) -> list[str]:
+    """The CASE branches for the values of ``event_type`` below their minimum."""
+    branches = []
     for name, low in MINIMUMS[event_type].items():
         below = _q(f" below {low:g}")
         too_low = _verdict("impossible_value", f"{_q(name + ' ')} || {_v(name)} || {below}")
         branches.append(f"WHEN {_v(name)} < {low} THEN {too_low}")
-    return "CASE " + "\n                     ".join(branches) + " END"
+    return branches
 
 
 def _line_checks_sql(event_type: str) -> str:
     """The rules that depend on values, for a line whose kinds are all right (see _kinds_ok_sql)."""
-    ts = _v("timestamp")
-    badly_written = _verdict("wrong_type", f"'timestamp ' || {ts}")
-    branches = [f"WHEN NOT regexp_full_match({ts}, '{TIMESTAMP_REGEX}') THEN {badly_written}"]
-    for name, low in MINIMUMS[event_type].items():
-        below = _q(f" below {low:g}")
-        too_low = _verdict("impossible_value", f"{_q(name + ' ')} || {_v(name)} || {below}")
-        branches.append(f"WHEN {_v(name)} < {low} THEN {too_low}")
+    branches = [_badly_written_sql("timestamp"), *_below_minimum_sql(event_type)]
     return "CASE " + " ".join(branches) + " END"
 
 
@@ -148,11 +152,7 @@ def _kinds_ok_sql(event_type: str) -> str:
     for name in TYPE_FIELDS[event_type]:
         t = _t(name, event_type)
         allowed = KIND_TYPES[required.get(name) or NULLABLE_FIELDS[name]]
-        test = (
-            f"{t} = {_q(allowed[0])}"
-            if len(allowed) == 1
-            else f"{t} IN ({', '.join(map(_q, allowed))})"
-        )
+        test = f"{t} IN ({', '.join(map(_q, allowed))})"
         checks.append(test if name in required else f"({t} IS NULL OR {t} = 'NULL' OR {test})")
     return " AND ".join(checks)
 

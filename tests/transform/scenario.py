@@ -9,6 +9,16 @@ from .rawdata import T0, Raw
 AS_OF = datetime(2024, 6, 4, 12, 0, 0)  # the latest event of the base data (casual's search)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
+# The dbt project's marts, the tables the rules and the incremental-equals-full checks read.
+MARTS = (
+    "analytics.fct_search_funnel",
+    "analytics.dim_users",
+    "marketing.mart_user_segments",
+    "marketing.mart_recommendations",
+    "marketing.mart_email_triggers",
+    "marketing.mart_campaign_attribution",
+    "ml.user_features",
+)
 
 
 def base() -> tuple[Raw, dict[str, str]]:

@@ -20,18 +20,10 @@ from searchflow.transform import run_transform
 
 from . import scenario
 from .rawdata import T0, Raw, load_duckdb
-
-H = timedelta(hours=1)
-M = timedelta(minutes=1)
+from .scenario import H, M
 
 COMPARED = (
-    "analytics.fct_search_funnel",
-    "analytics.dim_users",
-    "marketing.mart_user_segments",
-    "marketing.mart_recommendations",
-    "marketing.mart_email_triggers",
-    "marketing.mart_campaign_attribution",
-    "ml.user_features",
+    *scenario.MARTS,
     "intermediate.int_as_of",
     "intermediate.int_search_sessions",
     "intermediate.int_conversions",

@@ -25,13 +25,7 @@ from .rawdata import load_duckdb
 from .recompute import mismatches
 
 MARTS = (
-    "analytics.fct_search_funnel",
-    "analytics.dim_users",
-    "marketing.mart_user_segments",
-    "marketing.mart_recommendations",
-    "marketing.mart_email_triggers",
-    "marketing.mart_campaign_attribution",
-    "ml.user_features",
+    *scenario.MARTS,
     "intermediate.int_search_sessions",
     "intermediate.int_conversions",
 )
