@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,12 @@ class Worker:
         stop_process_group(self.process, timeout)
         stop_pids(children, timeout)
 
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (children, grandchildren...), found through /proc."""
@@ -103,13 +110,11 @@ def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
             return False
 
     def send(pid: int, sig: int) -> None:
-        try:
+        with suppress(ProcessLookupError, PermissionError):  # gone already, or not ours
             if os.getpgid(pid) == pid:
                 os.killpg(pid, sig)
             else:
                 os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     remaining = [p for p in pids if alive(p)]
     for pid in remaining:
@@ -120,12 +125,6 @@ def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
         remaining = [p for p in remaining if alive(p)]
     for pid in remaining:
         send(pid, signal.SIGKILL)
-
-    def __enter__(self) -> Worker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_worker(
