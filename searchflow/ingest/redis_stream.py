@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from searchflow.arrays import utf8_strings
 from searchflow.config import Settings
 from searchflow.errors import ServiceUnavailable
 from searchflow.ingest.land import add_counts, ensure_ingest_schema, land_batch
@@ -118,17 +119,10 @@ def _stage(con, stream: str, event_type: str, entries: list[Entry]) -> None:
     import pyarrow.compute as pc
 
     ids = pa.array([entry_id for entry_id, _ in entries], pa.binary()).cast(pa.string())
-    texts = [_text(fields) for _, fields in entries]
-    try:
-        raw_text = pa.array(texts, pa.binary()).cast(pa.string())
-    except pa.ArrowInvalid:  # not UTF-8: kept readable, and dead-lettered as unparsable
-        raw_text = pa.array(
-            [t.decode("utf-8", "replace") if t is not None else None for t in texts], pa.string()
-        )
     table = pa.table(
         {
             "ord": pa.array(range(len(entries)), pa.int64()),
-            "raw_text": raw_text,
+            "raw_text": utf8_strings([_text(fields) for _, fields in entries]),
             "source_ref": pc.binary_join_element_wise(f"{stream}/", ids, ""),
             "stream": pa.array([event_type] * len(entries), pa.string()),
         }

@@ -388,12 +388,11 @@ def _reconcile_once(settings: Settings, name: str, pg_connect: PgConnect) -> dic
             plan = redis_sync.plan(client, batch.good)
         finally:
             client.close()
-        extra = [k.decode().removeprefix(redis_sync.KEY_PREFIX) for k in plan.extra]
         out.update(
             missing=plan.inserted,
             missing_sample=plan.samples("insert"),
             extra=len(plan.extra),
-            extra_sample=sorted(extra)[: redis_sync.SAMPLE],
+            extra_sample=plan.extra_samples(),
             different=plan.updated,
             different_sample=plan.samples("update"),
         )

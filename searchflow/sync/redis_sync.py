@@ -39,6 +39,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchflow.arrays import utf8_strings
+
 KEY_PREFIX = "reco:"
 TTL_SECONDS = 24 * 3600
 CHUNK = 10_000  # keys per MGET
@@ -54,7 +56,8 @@ Payload = bytes | memoryview | Iterable[bytes | memoryview]
 
 @dataclass
 class RedisPlan:
-    """What a sync would do; ``actions`` is the mart's rows with an ``action`` column.
+    """What a sync would do; ``actions`` is the mart's rows with an ``action`` column, ``extra``
+    the sorted ``reco:*`` keys no mart row owns.
 
     ``expires_at`` (Unix ms) is set when the plan was made for a real run: the TTL of every mart
     key Redis held was then refreshed to it while the values were fetched (``refresh_errors`` are
@@ -62,18 +65,22 @@ class RedisPlan:
     """
 
     actions: pa.Table
-    extra: list[bytes]
+    extra: pa.Array
     inserted: int
     updated: int
     unchanged: int
     expires_at: str | None = None
-    refreshed: bool = False
     refresh_errors: list[str] = field(default_factory=list)
 
     def samples(self, action: str) -> list[str]:
+        """Up to ``SAMPLE`` users, sorted, whose key the plan would ``action``."""
         users = self.actions.filter(pc.equal(self.actions["action"], action))["user_id"]
         users = users.combine_chunks().cast(pa.string())
         return pc.take(users, pc.sort_indices(users))[:SAMPLE].to_pylist()
+
+    def extra_samples(self) -> list[str]:
+        """Up to ``SAMPLE`` users, sorted, of the keys no mart row owns."""
+        return pc.utf8_slice_codeunits(self.extra, len(KEY_PREFIX))[:SAMPLE].to_pylist()
 
 
 class RawConnection:
@@ -220,16 +227,6 @@ def keys_of(users: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise(KEY_PREFIX, users.cast(pa.string()), "")
 
 
-def _strings(items: list[bytes | None]) -> pa.Array:
-    """Redis replies as an Arrow string array, checked as UTF-8 in C (Python only when invalid)."""
-    try:
-        return pa.array(items, pa.string())
-    except pa.ArrowInvalid:
-        return pa.array(
-            [v.decode("utf-8", "replace") if v is not None else None for v in items], pa.string()
-        )
-
-
 # The value is head || tail: head = {"destinations":[...],"score":x (the compared part), tail =
 # ,"generated_at":"..."}. Our writer is canonical (to_json of each string and of the score, no
 # spaces), so an unchanged recommendation is a stored value that starts with the new head and ends
@@ -275,19 +272,19 @@ def _fetch_values(raw: RawConnection, keys: pa.Array) -> pa.Array:
         values.extend(reply)
     if len(values) != rows:
         raise ConnectionError(f"Redis answered {len(values)} values for {rows} keys")
-    return _strings(values)
+    return utf8_strings(values)
 
 
-def _extra_keys(client, keys: pa.Array, size: int, found: int) -> list[bytes]:
+def _extra_keys(client, keys: pa.Array, size: int, found: int) -> pa.Array:
     """``reco:*`` keys whose user is not in the mart, sorted; no SCAN when DBSIZE rules them out.
 
     ``size`` is the database's DBSIZE, ``found`` how many of the mart's ``keys`` exist.
     """
     if size <= found:
-        return []
-    listed = _strings(list(client.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_COUNT)))
+        return pa.array([], pa.string())
+    listed = utf8_strings(list(client.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_COUNT)))
     extra = listed.filter(pc.invert(pc.is_in(listed, value_set=keys)))
-    return [key.encode() for key in pc.take(extra, pc.sort_indices(extra)).to_pylist()]
+    return pc.take(extra, pc.sort_indices(extra))
 
 
 def _error_lines(replies: bytes, count: int) -> list[str]:
@@ -308,7 +305,7 @@ def _refresh(client, keys: pa.Array, expires_at: str) -> list[str]:
 
 def _actions(
     client, good: pa.Table, size: int, full_resync: bool, expires_at: str | None
-) -> tuple[pa.Array, list[bytes], list[str]]:
+) -> tuple[pa.Array, pa.Array, list[str]]:
     """Per mart row insert/update/unchanged (the values Redis holds against the new heads).
 
     The MGETs run on their own thread while DuckDB builds the heads, so Redis answers meanwhile.
@@ -346,6 +343,11 @@ def _actions(
     return action.column(0), extra, errors
 
 
+def _expiry(ttl: int) -> str:
+    """Now + ``ttl`` seconds as Unix milliseconds, the argument of ``PXAT`` and ``PEXPIREAT``."""
+    return str(int(time.time() * 1000) + ttl * 1000)
+
+
 def plan(client, good: pa.Table, full_resync: bool = False, *, ttl: int | None = None) -> RedisPlan:
     """Compare the mart's rows with what Redis holds.
 
@@ -354,14 +356,13 @@ def plan(client, good: pa.Table, full_resync: bool = False, *, ttl: int | None =
     writes nothing. An empty database holds none of the keys: every row is an insert and nothing
     is fetched.
     """
-    expires_at = None if ttl is None else str(int(time.time() * 1000) + ttl * 1000)
+    expires_at = None if ttl is None else _expiry(ttl)
     size = client.dbsize()
     errors: list[str] = []
     if size and good.num_rows:
         action, extra, errors = _actions(client, good, size, full_resync, expires_at)
-    else:
-        keys = keys_of(good["user_id"])
-        extra = _extra_keys(client, keys, size, 0) if size else []
+    else:  # no keys to compare with, or no rows: everything is an insert, anything there extra
+        extra = _extra_keys(client, keys_of(good["user_id"]), size, 0)
         action = pa.array(["insert"] * good.num_rows, pa.string())
     actions = good.append_column("action", action)
     counts = {
@@ -374,14 +375,13 @@ def plan(client, good: pa.Table, full_resync: bool = False, *, ttl: int | None =
         updated=counts.get("update", 0),
         unchanged=counts.get("unchanged", 0),
         expires_at=expires_at,
-        refreshed=bool(size and good.num_rows and expires_at),
         refresh_errors=errors,
     )
 
 
 def _commands(actions: pa.Table, expires_at: str, refreshed: bool) -> Iterator[memoryview]:
     """``SET key value PXAT t`` for inserts and updates, ``PEXPIREAT key t`` for the unchanged
-    (unless the plan ``refreshed`` every TTL already).
+    (unless their TTLs were ``refreshed`` while the plan was made).
 
     The values are streamed from DuckDB ``BATCH`` rows at a time and each batch is encoded and sent
     while DuckDB builds the next (on one thread: the other core is Redis', executing the commands
@@ -411,21 +411,14 @@ def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[s
     (the plan's, else now + ``ttl``): Redis 7 rewrites a relative ``EX`` into an absolute time for
     every command it executes, which costs it about as much as the write itself.
     """
-    expires_at = plan_.expires_at or str(int(time.time() * 1000) + ttl * 1000)
-    writes = plan_.actions.num_rows
-    if plan_.refreshed:
-        writes = plan_.inserted + plan_.updated
-    extra = pa.array([k.decode() for k in plan_.extra], pa.string())
-    errors = list(plan_.refresh_errors)
-    deleted = 0
+    refreshed = plan_.expires_at is not None  # a real-run plan refreshed every TTL it could
+    expires_at = plan_.expires_at or _expiry(ttl)
+    writes = plan_.inserted + plan_.updated if refreshed else plan_.actions.num_rows
+    unlinks = len(plan_.extra)
     with RawConnection(client) as raw:
-        replies = raw.write(_commands(plan_.actions, expires_at, plan_.refreshed), writes)
-        errors += _error_lines(replies, writes)
-        replies = raw.write(_wire(resp("UNLINK", extra)), len(extra))
-        unlinks = _error_lines(replies, len(extra))
-        errors += unlinks
-        if unlinks:
-            deleted = sum(line == b":1" for line in replies.split(b"\r\n")[: len(extra)])
-        else:
-            deleted = replies.count(b":1\r\n")
+        replies = raw.write(_commands(plan_.actions, expires_at, refreshed), writes)
+        errors = [*plan_.refresh_errors, *_error_lines(replies, writes)]
+        replies = raw.write(_wire(resp("UNLINK", plan_.extra)), unlinks)
+        errors += _error_lines(replies, unlinks)
+    deleted = replies.split(b"\r\n")[:unlinks].count(b":1")
     return deleted, errors
