@@ -37,6 +37,11 @@ class Row:
         return f"{per_second / 1e6:.2f}M/s" if per_second >= 1e5 else f"{per_second / 1e3:.1f}k/s"
 
 
+def median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (wall, cpu) seconds of the run with the median wall time (an odd number of runs)."""
+    return sorted(runs)[len(runs) // 2]
+
+
 def scratch_database(prefix: str) -> tuple[Any, str, str]:
     """A fresh PostgreSQL database for one benchmark: (admin connection, name, URL).
 

@@ -28,18 +28,13 @@ from pathlib import Path
 
 import duckdb
 
-from bench import Row
+from bench import Row, median_run
 from searchflow.config import Settings
 from searchflow.warehouse import EVENT_TYPES
 
 AREA = "ingest"
 FULL = 1_000_000
 REPEAT = 3  # first loads per side, alternating; the medians are reported
-
-
-def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
-    """The (wall, cpu) of the run with the median wall time."""
-    return sorted(runs)[len(runs) // 2]
 
 
 def _write_events(out: Path, events: int, malformed: float = 0.0, duplicates: float = 0.0) -> int:
@@ -198,7 +193,10 @@ def run(scale: float) -> list[Row]:
             cpu = _cpu_seconds()
             seconds, first = ours_ingest(root / f"ours-{i}", clean)
             ours_runs.append((seconds, _cpu_seconds() - cpu))
-        (seed_first, seed_cpu), (ours_first, ours_cpu) = _median(seed_runs), _median(ours_runs)
+        (seed_first, seed_cpu), (ours_first, ours_cpu) = (
+            median_run(seed_runs),
+            median_run(ours_runs),
+        )
         last = REPEAT - 1
         seed_again = seed_ingest(root / f"seed-{last}.duckdb", clean)
         ours_again, again = ours_ingest(root / f"ours-{last}", clean)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench import Row, drop_scratch_database, scratch_database, scratch_redis
+from bench import Row, drop_scratch_database, median_run, scratch_database, scratch_redis
 
 USERS = 200_000
 SEED_USERS = 20_000  # the seed loop's sample; its time is scaled to the full size
@@ -168,7 +168,7 @@ def run(scale: float) -> list[Row]:
                     started = time.process_time()
                     seconds = float(run_sync(settings, name, attempts=1)["seconds"])
                     runs.append((seconds, time.process_time() - started))
-                seconds, cpu[label] = sorted(runs)[len(runs) // 2]
+                seconds, cpu[label] = median_run(runs)
                 return seconds
 
             def truncate_segments() -> None:
