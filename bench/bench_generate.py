@@ -20,6 +20,7 @@ from pathlib import Path
 from uuid import uuid4
 
 from bench import Row
+from searchflow.events import EVENT_TYPES
 
 EVENTS = 1_000_000
 
@@ -268,7 +269,7 @@ def _ours(events: int, out: Path | None, **faults: float) -> float:
     if out is not None:
         write_jsonl(batch, out)
     else:
-        for event_type in ("search", "click", "conversion"):
+        for event_type in EVENT_TYPES:
             batch.lines(event_type)
     return time.perf_counter() - started
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row
+from searchflow.events import EVENT_TYPES
 
 AREA = "quality"
 
@@ -97,7 +98,7 @@ def run(scale: float) -> list[Row]:
         outcome, *took = _timed(
             lambda: gate("generation", settings, {"batch_id": batch.batch_id}, data=batch)
         )
-        frames = {t: batch.to_pandas(t) for t in ("search", "click", "conversion")}
+        frames = {t: batch.to_pandas(t) for t in EVENT_TYPES}
         rows.append(
             Row(
                 AREA,

@@ -12,6 +12,7 @@ high as it (the table was recreated): dedup protects the rows already landed.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,7 @@ def ingest(
             f"cannot connect to PostgreSQL at {mask_url(url)}: {str(exc).strip().splitlines()[0]}"
         ) from None
     batches = 0
+    scratch: Path | None = None
     try:
         pg.set_session(readonly=True, autocommit=True)
         with pg.cursor() as cur:
@@ -134,9 +136,7 @@ def ingest(
         ) from None
     finally:
         pg.close()
-        if "scratch" in locals():
-            import shutil
-
+        if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return {
         "batches": batches,

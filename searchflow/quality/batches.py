@@ -25,10 +25,10 @@ import pandas as pd
 
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
+from searchflow.events import EVENT_TYPES
+from searchflow.sync import SYNC_NAMES
 
-EVENT_TYPES = ("search", "click", "conversion")
 SYNCS = {"user_segments": "sync.user_segments", "email_triggers": "sync.email_queue"}
-SYNC_NAMES = ("user_segments", "email_triggers", "recommendations")
 SEGMENTS_MART = "marketing.mart_user_segments"
 RECO_MART = "marketing.mart_recommendations"
 TRIGGERS_MART = "marketing.mart_email_triggers"

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-EVENT_TYPES = ("search", "click", "conversion")
+from searchflow.events import EVENT_TYPES
 
 REQUIRED = {
     "search": ("event_id", "timestamp", "session_id", "query", "destination", "platform", "device_type"),
