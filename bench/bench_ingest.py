@@ -187,9 +187,12 @@ def run(scale: float) -> list[Row]:
         seed_runs: list[tuple[float, float]] = []
         ours_runs: list[tuple[float, float]] = []
         for i in range(REPEAT):
+            # Each side starts with nothing of the other's left to write back to the disk.
+            os.sync()
             cpu = _cpu_seconds()
             seconds = seed_ingest(root / f"seed-{i}.duckdb", clean)
             seed_runs.append((seconds, _cpu_seconds() - cpu))
+            os.sync()
             cpu = _cpu_seconds()
             seconds, first = ours_ingest(root / f"ours-{i}", clean)
             ours_runs.append((seconds, _cpu_seconds() - cpu))

@@ -19,6 +19,7 @@ from typing import Any
 from searchflow.config import Settings
 from searchflow.errors import UsageError
 from searchflow.ingest.land import (
+    LANDING_ROW_GROUP_SIZE,
     add_counts,
     empty_counts,
     ensure_ingest_schema,
@@ -71,7 +72,7 @@ def run_ingestion(
 
         root = Path(path) if path is not None else default_events_dir(settings)
         files = jsonl.find_files(root)  # a missing path fails before the warehouse is opened
-        with session(settings) as con:
+        with session(settings, row_group_size=LANDING_ROW_GROUP_SIZE) as con:
             ensure_ingest_schema(con)
             extra = _ingest_jsonl(con, root, batch_id, counts, after_commit)
         extra["files_found"] = len(files)

@@ -20,7 +20,14 @@ from typing import Any
 
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError, ServiceUnavailable
-from searchflow.ingest.land import add_counts, ensure_ingest_schema, land_batch, lit, utc_now
+from searchflow.ingest.land import (
+    LANDING_ROW_GROUP_SIZE,
+    add_counts,
+    ensure_ingest_schema,
+    land_batch,
+    lit,
+    utc_now,
+)
 from searchflow.warehouse import RAW_SCHEMA, session
 
 TABLE = "app.events"
@@ -74,7 +81,7 @@ def ingest(
             max_seq = int(cur.fetchone()[0])
         key = source_key(pg)
         scratch = Path(tempfile.mkdtemp(prefix="ingest-pg-", dir=settings.ensure_home()))
-        with session(settings) as duck:
+        with session(settings, row_group_size=LANDING_ROW_GROUP_SIZE) as duck:
             ensure_ingest_schema(duck)
             start = watermark = read_watermark(duck, key)
             reset = watermark > max_seq

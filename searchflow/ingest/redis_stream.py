@@ -23,7 +23,12 @@ from typing import Any
 from searchflow.arrays import utf8_strings
 from searchflow.config import Settings
 from searchflow.errors import ServiceUnavailable
-from searchflow.ingest.land import add_counts, ensure_ingest_schema, land_batch
+from searchflow.ingest.land import (
+    LANDING_ROW_GROUP_SIZE,
+    add_counts,
+    ensure_ingest_schema,
+    land_batch,
+)
 from searchflow.warehouse import EVENT_TYPES, session
 
 STREAM_PREFIX = "events:"
@@ -153,7 +158,7 @@ def ingest(
     batches = 0
     claimed = 0
     try:
-        with session(settings) as con:
+        with session(settings, row_group_size=LANDING_ROW_GROUP_SIZE) as con:
             ensure_ingest_schema(con)
             for event_type in EVENT_TYPES:
                 stream = stream_name(event_type)
