@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from generator.config import GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, Emission, plan
 from generator.simulate import Simulation, simulate
+from searchflow.arrays import prefer_jemalloc
 from searchflow.events import EVENT_TYPES
 
 
@@ -82,5 +83,6 @@ class GeneratedBatch:
 
 def generate(config: GeneratorConfig) -> GeneratedBatch:
     """Simulate the events and plan their emission; touches no file or server."""
+    prefer_jemalloc()
     sim = simulate(config)
     return GeneratedBatch(config.batch_id, config, sim, plan(config, sim))

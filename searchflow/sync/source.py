@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchflow.arrays import prefer_jemalloc
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.warehouse import lock_error
@@ -86,6 +87,7 @@ def reject_query(spec: MartSpec) -> str:
 
 def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     """Read one mart read-only into Arrow and close the file at once."""
+    prefer_jemalloc()
     path = settings.warehouse_path
     if not path.exists():
         raise missing_mart_error(spec.mart)
