@@ -209,26 +209,20 @@ class Simulation:
             }[event_type]()
         return self._lines[event_type]
 
-    def _head(self, event_type: str) -> np.ndarray:
-        n = self.count(event_type)
-        return compose(
-            n,
-            [
-                '{"event_id":"',
-                self.ids[event_type],
-                f'","event_type":"{event_type}","timestamp":"',
-                timestamp_bytes(self.timestamps(event_type)),
-                '","user_id":',
-            ],
-        )
+    def _head(self, event_type: str) -> list[pa.Array | str]:
+        """The pieces of a line up to the user id, for :func:`join` (fixed-width columns as Arrow
+        views of their byte matrices: the line is copied once, by the join)."""
+        return [
+            '{"event_id":"',
+            fixed_strings(self.ids[event_type]),
+            f'","event_type":"{event_type}","timestamp":"',
+            fixed_strings(timestamp_bytes(self.timestamps(event_type))),
+            '","user_id":',
+        ]
 
     def _search_lines(self) -> pa.Array:
         s = self.searches
-        n = len(s.ts)
-        head = fixed_strings(self._head("search"))
-        session = fixed_strings(
-            compose(n, [',"session_id":"', take_rows(self.session_ids, s.session), '","query":"'])
-        )
+        session = fixed_strings(take_rows(self.session_ids, s.session))
         nd = len(vocab.DESTINATIONS)
         query_texts = [
             f'{pre}{dest}{post}","destination":"{dest}","results_count":'
@@ -239,7 +233,14 @@ class Simulation:
         tail_texts, tail_index = _search_tail(s)
         tail = fragments(tail_texts, tail_index)
         return join(
-            head, self._user_fragments("search"), session, query, integers(s.results_count), tail
+            *self._head("search"),
+            self._user_fragments("search"),
+            ',"session_id":"',
+            session,
+            '","query":"',
+            query,
+            integers(s.results_count),
+            tail,
         )
 
     def _click_lines(self) -> pa.Array:
@@ -276,7 +277,7 @@ class Simulation:
         destination = self.searches.destination[c.search]
         end = fragments(ends, destination * len(flat_providers) + self._provider_index())
         return join(
-            fixed_strings(self._head("click")),
+            *self._head("click"),
             self._user_fragments("click"),
             middle,
             integers(c.position),
@@ -311,7 +312,7 @@ class Simulation:
         ]
         end = fragments(ends, self._provider_index()[v.click])
         return join(
-            fixed_strings(self._head("conversion")),
+            *self._head("conversion"),
             self._user_fragments("conversion"),
             middle,
             money(v.booking_cents),
