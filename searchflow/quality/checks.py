@@ -114,15 +114,57 @@ def _rule(
     needs: tuple[str, ...],
     reason: str,
     mask_of: Callable[[], Any],
+    counted: Mapping[str, int] | None = None,
 ) -> None:
-    """Count one row-level rule on one event type, or note why it cannot be counted."""
+    """Count one row-level rule on one event type, or note why it cannot be counted.
+
+    ``counted``: figures already counted another way (see :func:`_id_rule_counts`); the mask is
+    then only computed to select the failing rows.
+    """
     figure = f"{t}_{name}"
     missing = [c for c in needs if c not in table.column_names]
     if missing:
         rules.notes[figure] = f"column {', '.join(missing)} missing from the {t} events"
         return
-    rules.figures[figure] = _count(mask_of())
+    rules.figures[figure] = counted[figure] if counted else _count(mask_of())
     rules.selectors[figure] = (reason, _take(table, mask_of))
+
+
+def _id_rule_counts(tables: Mapping[str, pa.Table]) -> dict[str, int]:
+    """Rows with a repeated event_id per type, and orphan rows per child type, counted by DuckDB.
+
+    These are hash aggregates and joins over string ids: at 1M events DuckDB counts them on every
+    core in 0.1 s, against 0.75 s for Arrow's ``value_counts`` and ``is_in``. The semantics are
+    those of the masks that select the rows (:func:`_duplicated`, the orphan mask): null ids are one
+    value, and a null parent reference is an orphan unless a parent has a null id too. Figures whose
+    columns are missing are left out (the rule notes why).
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    counts: dict[str, int] = {}
+    try:
+        for t in EVENT_TYPES:
+            if "event_id" in tables[t].column_names:
+                con.register(f"ids_{t}", tables[t].select(["event_id"]))
+                counts[f"{t}_duplicate_ids"] = int(
+                    con.execute(
+                        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM ids_{t} "
+                        "GROUP BY event_id HAVING count(*) > 1)"
+                    ).fetchone()[0]
+                )
+        for t, (column, parent) in PARENT.items():
+            if column in tables[t].column_names and f"{parent}_duplicate_ids" in counts:
+                con.register(f"links_{t}", tables[t].select([column]))
+                counts[f"{t}_orphans"] = int(
+                    con.execute(
+                        f"SELECT count(*) FROM links_{t} c ANTI JOIN ids_{parent} p "
+                        f"ON c.{column} IS NOT DISTINCT FROM p.event_id"
+                    ).fetchone()[0]
+                )
+    finally:
+        con.close()
+    return counts
 
 
 def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
@@ -131,6 +173,7 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
     """
     rules = RuleSet()
     n = {t: tables[t].num_rows for t in EVENT_TYPES}
+    counted = _id_rule_counts(tables)
     for t in EVENT_TYPES:
         table = tables[t]
 
@@ -142,6 +185,7 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
             ("event_id",),
             "event_id is not unique",
             lambda table=table: _duplicated(table["event_id"]),
+            counted,
         )
         required = REQUIRED[t]
 
@@ -192,7 +236,7 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
                 )
                 return pc.invert(_false(linked))
 
-            rules.figures[figure] = _count(orphan()) / n[t] if n[t] else 0.0
+            rules.figures[figure] = counted[f"{t}_orphans"] / n[t] if n[t] else 0.0
             rules.selectors[figure] = (
                 f"{column} is not an event of the batch",
                 _take(table, orphan),
