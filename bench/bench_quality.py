@@ -102,7 +102,7 @@ def run(scale: float) -> list[Row]:
         rows.append(
             Row(
                 AREA,
-                "generation gate (Arrow rule counts + GX, 2 suites)",
+                "generation gate (Arrow + DuckDB rule counts, GX, 2 suites)",
                 events,
                 took[0],
                 _seed_style(frames),

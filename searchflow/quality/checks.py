@@ -3,8 +3,9 @@
 GX's cost is per expectation and per row it walks in Python-backed pandas code: 35 row-level
 expectations over a million string ids took seconds, more than generating the batch. So each
 row-level rule (ids unique, required fields present, event type, amounts, links, event time) is
-counted here in one pass of Arrow kernels (generation, on the generator's in-memory tables) or one
-DuckDB query per event type (ingestion, on the rows the batch landed), and GX validates the
+counted here in one pass of Arrow kernels, with DuckDB hashing the ids for uniqueness and links
+(generation, on the generator's in-memory tables), or one DuckDB query per event type (ingestion,
+on the rows the batch landed), and GX validates the
 resulting one-row frame: one ``expect_column_max_to_be_between`` per rule, thresholds as suite
 parameters, the rule described in the expectation's ``meta.notes`` (and so on the Data Docs page).
 
