@@ -142,30 +142,32 @@ def _id_rule_counts(tables: Mapping[str, pa.Table]) -> dict[str, int]:
     """
     import duckdb
 
+    queries: dict[str, str] = {}
     con = duckdb.connect()
-    counts: dict[str, int] = {}
     try:
         for t in EVENT_TYPES:
             if "event_id" in tables[t].column_names:
                 con.register(f"ids_{t}", tables[t].select(["event_id"]))
-                counts[f"{t}_duplicate_ids"] = int(
-                    con.execute(
-                        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM ids_{t} "
-                        "GROUP BY event_id HAVING count(*) > 1)"
-                    ).fetchone()[0]
+                queries[f"{t}_duplicate_ids"] = (
+                    f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM ids_{t} "
+                    "GROUP BY event_id HAVING count(*) > 1)"
                 )
         for t, (column, parent) in PARENT.items():
-            if column in tables[t].column_names and f"{parent}_duplicate_ids" in counts:
+            if column in tables[t].column_names and f"{parent}_duplicate_ids" in queries:
                 con.register(f"links_{t}", tables[t].select([column]))
-                counts[f"{t}_orphans"] = int(
-                    con.execute(
-                        f"SELECT count(*) FROM links_{t} c ANTI JOIN ids_{parent} p "
-                        f"ON c.{column} IS NOT DISTINCT FROM p.event_id"
-                    ).fetchone()[0]
+                queries[f"{t}_orphans"] = (
+                    f"SELECT count(*) FROM links_{t} c ANTI JOIN ids_{parent} p "
+                    f"ON c.{column} IS NOT DISTINCT FROM p.event_id"
                 )
+        if not queries:
+            return {}
+        # one statement: the counts run as scalar subqueries of a single query
+        row = con.execute(
+            "SELECT " + ", ".join(f"({sql})::BIGINT AS {name}" for name, sql in queries.items())
+        ).fetchone()
     finally:
         con.close()
-    return counts
+    return {name: int(value) for name, value in zip(queries, row or (), strict=True)}
 
 
 def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
