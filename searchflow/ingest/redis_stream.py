@@ -123,7 +123,6 @@ def _stage(con, stream: str, event_type: str, entries: list[Entry]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    prefer_jemalloc()
     ids = pa.array([entry_id for entry_id, _ in entries], pa.binary()).cast(pa.string())
     table = pa.table(
         {
@@ -158,6 +157,7 @@ def ingest(
     url = redis_url(settings)
     batches = 0
     claimed = 0
+    prefer_jemalloc()  # every batch is staged through Arrow
     try:
         with session(settings, row_group_size=LANDING_ROW_GROUP_SIZE) as con:
             ensure_ingest_schema(con)
