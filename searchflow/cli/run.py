@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from searchflow.commands.generate import simulation_options
+from searchflow.cli.generate import simulation_options
 from searchflow.config import get_settings
 from searchflow.output import report
 
@@ -21,7 +21,7 @@ def run(as_json: bool, **options: Any) -> None:
     the chain (exit code 3) and names the stage and the expectations. The developer's loop: no
     Prefect server needed.
     """
-    from searchflow.chain import run_chain
+    from flows.chain import run_chain
 
     summary = run_chain(get_settings(), echo=lambda line: click.echo(line, err=as_json), **options)
     report(summary, as_json, lambda s: f"chain done in {s['seconds']:.2f}s (batch {s['batch_id']})")

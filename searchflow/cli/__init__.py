@@ -1,6 +1,6 @@
 """The ``searchflow`` command: one entry point for everything a person runs by hand.
 
-Subcommands live in :mod:`searchflow.commands`, one module each, and are imported only when invoked
+Subcommands live beside this module (``searchflow/cli/<name>.py``), one module each, and are imported only when invoked
 (Prefect, dbt and Great Expectations take seconds to import). Errors the user can fix print as one
 line on stderr with a non-zero exit; anything unexpected does too, with the traceback available by
 setting ``SEARCHFLOW_DEBUG=1``.
@@ -19,40 +19,40 @@ from searchflow.errors import SearchflowError
 # name -> (module, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": (
-        "searchflow.commands.generate",
+        "searchflow.cli.generate",
         "generate",
         "Simulate search, click and conversion events.",
     ),
     "ingest": (
-        "searchflow.commands.ingest",
+        "searchflow.cli.ingest",
         "ingest",
         "Land events in the DuckDB raw layer, exactly once.",
     ),
     "transform": (
-        "searchflow.commands.transform",
+        "searchflow.cli.transform",
         "transform",
         "Build the dbt models (staging to marts).",
     ),
-    "sync": ("searchflow.commands.sync", "sync", "Reverse ETL: push marts to Postgres and Redis."),
+    "sync": ("searchflow.cli.sync", "sync", "Reverse ETL: push marts to Postgres and Redis."),
     "reconcile": (
-        "searchflow.commands.sync",
+        "searchflow.cli.sync",
         "reconcile",
         "Report drift between a mart and its destination.",
     ),
-    "run": ("searchflow.commands.run", "run", "The whole chain in one process, no Prefect server."),
-    "dq": ("searchflow.commands.dq", "dq", "Data-quality reports of the gates."),
+    "run": ("searchflow.cli.run", "run", "The whole chain in one process, no Prefect server."),
+    "dq": ("searchflow.cli.dq", "dq", "Data-quality reports of the gates."),
     "deploy": (
-        "searchflow.commands.deploy",
+        "searchflow.cli.deploy",
         "deploy",
         "Prepare a Prefect server: pool, limit, deployments.",
     ),
     "demo": (
-        "searchflow.commands.demo",
+        "searchflow.cli.demo",
         "demo",
         "Run the served chain end to end and show where to look.",
     ),
     "services": (
-        "searchflow.commands.services",
+        "searchflow.cli.services",
         "services",
         "Show which Postgres and Redis are used.",
     ),
@@ -121,7 +121,3 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,1 +1,0 @@
-"""One module per ``searchflow`` subcommand; see :data:`searchflow.cli.COMMANDS`."""
