@@ -16,6 +16,7 @@ import duckdb
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
+from searchflow.ledger import ensure_ledger
 
 RAW_SCHEMA = "raw"
 # A new warehouse file is written in this DuckDB's newest storage format (DuckDB defaults to the
@@ -133,9 +134,10 @@ def session(
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw layer if missing (idempotent)."""
+    """Create the raw layer and the batch ledger if missing (idempotent); dbt reads both."""
     for statement in raw_ddl(zstd_strings(con)):
         con.execute(statement)
+    ensure_ledger(con)
 
 
 def zstd_strings(con: duckdb.DuckDBPyConnection) -> bool:
