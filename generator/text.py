@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchflow.arrays import string_bytes
+
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DIGIT0 = ord("0")
 US_PER_DAY = 86_400_000_000
@@ -80,7 +82,7 @@ def timestamp_bytes(micros: np.ndarray) -> np.ndarray:
 
     Built from lookup tables rather than digit by digit: the ``YYYY-MM-DD`` of each day in the
     batch's span, ``HH:MM:SS`` of each second of a day and ``fff`` of 0-999, each row gathered
-    whole (measured 2x faster at 1M events than the divisions it replaces).
+    whole, instead of dividing every timestamp digit by digit.
     """
     micros = np.asarray(micros, dtype=np.int64)
     n = len(micros)
@@ -187,12 +189,7 @@ def to_text_buffer(lines: pa.Array, terminator: str = "\n") -> memoryview:
         return memoryview(b"")
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    terminated = join(lines, terminator)
-    width = np.int64 if terminated.type == pa.large_string() else np.int32
-    offsets = np.frombuffer(terminated.buffers()[1], dtype=width)
-    start = int(offsets[terminated.offset])
-    stop = int(offsets[terminated.offset + len(terminated)])
-    return memoryview(terminated.buffers()[2])[start:stop]
+    return string_bytes(join(lines, terminator))
 
 
 def take_rows(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:

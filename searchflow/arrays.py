@@ -1,10 +1,12 @@
-"""Arrow helpers: the allocator Arrow uses here, and arrays from what Redis hands back."""
+"""Arrow helpers: the allocator Arrow uses here, arrays from what Redis hands back, and a string
+column's bytes as one buffer for a socket or a file."""
 
 from __future__ import annotations
 
 from contextlib import suppress
 from functools import cache
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -13,11 +15,11 @@ def prefer_jemalloc() -> None:
     """Make jemalloc Arrow's allocator for this process, where this pyarrow has it.
 
     pyarrow's default on Linux is mimalloc, which asks the kernel for transparent huge pages; with
-    the kernel's ``defrag=madvise`` setting the first touch of each one can stall on compaction.
-    Generating 1M events spent 1.5 s in the kernel with mimalloc against 0.5 s with jemalloc (wall
-    2.4 s against 1.4 s). Called by the stages that build large Arrow arrays (generation, the
-    syncs, the Redis stream reader); runs once per process. Without jemalloc in this pyarrow build,
-    Arrow keeps its default allocator: slower here, but correct.
+    the kernel's ``defrag=madvise`` setting the first touch of each one can stall on compaction,
+    where generation spent most of its kernel time (the generate bench and the README have the
+    figures). Called by the stages that build large Arrow arrays (generation, the syncs, the Redis
+    stream reader); runs once per process. Without jemalloc in this pyarrow build, Arrow keeps its
+    default allocator: slower here, but correct.
     """
     with suppress(NotImplementedError):  # this pyarrow was built without jemalloc
         pa.set_memory_pool(pa.jemalloc_memory_pool())
@@ -35,3 +37,25 @@ def utf8_strings(items: list[bytes | None]) -> pa.Array:
         return pa.array(
             [v.decode("utf-8", "replace") if v is not None else None for v in items], pa.string()
         )
+
+
+def string_bytes(column: pa.Array | pa.ChunkedArray) -> memoryview:
+    """A string column's values back to back, as a view of its Arrow data buffer (no copy).
+
+    An Arrow string column stores its values one after the other in one data buffer, so a column
+    whose rows are already terminated lines (JSONL) or RESP-encoded commands is, byte for byte,
+    what goes to the file or the socket: one ``write``/``sendall`` of this view, no Python object
+    per row. Both offset widths (``string`` and ``large_string``) are read as they are. A NULL row
+    has no bytes to send, so it is refused rather than silently dropped.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        raise ValueError("a string column with NULL rows has no byte form; fill them first")
+    if len(column) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(column.buffers()[1], dtype=width)
+    start = int(offsets[column.offset])
+    stop = int(offsets[column.offset + len(column)])
+    return memoryview(column.buffers()[2])[start:stop]

@@ -46,3 +46,17 @@ def test_generation_uses_jemalloc_where_arrow_has_it():
         pytest.skip("this pyarrow has no jemalloc")
     generate(GeneratorConfig(events=100, seed=1))
     assert pa.default_memory_pool().backend_name == "jemalloc"
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_string_bytes_is_the_rows_back_to_back(kind):
+    from searchflow.arrays import string_bytes
+
+    column = pa.array(["ab", "", "cdé", "f"], kind)
+    assert bytes(string_bytes(column)) == "abcdéf".encode()
+    assert bytes(string_bytes(column.slice(1, 2))) == "cdé".encode()
+    chunked = pa.chunked_array([column.slice(0, 2), column.slice(2)])
+    assert bytes(string_bytes(chunked)) == "abcdéf".encode()
+    assert bytes(string_bytes(column.slice(0, 0))) == b""
+    with pytest.raises(ValueError, match="NULL"):
+        string_bytes(pa.array(["a", None]))
