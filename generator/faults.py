@@ -139,93 +139,155 @@ class Emission:
         return pa.concat_arrays(per_stream).take(pa.array(position))
 
 
+@dataclass
+class _Sends:
+    """A group of emitted lines before the global ordering: which stream and clean line each
+    copies, its timestamp, when it is sent, its fault code and malformed class (-1: none)."""
+
+    stream: np.ndarray
+    local: np.ndarray
+    ids: np.ndarray  # (n, 36) event ids
+    timestamp: np.ndarray
+    emitted: np.ndarray
+    fault: np.ndarray  # 0 none, 1 late, 2 duplicate, 3 malformed
+    reason: np.ndarray
+
+
 def plan(config: GeneratorConfig, sim: Simulation) -> Emission:
-    """Decide which events are late, duplicated or malformed, and the order everything is sent in."""
+    """Decide which events are late, duplicated or malformed, and the order everything is sent in.
+
+    One generator drawn from in a fixed order (late, duplicates, malformed): the same config
+    always plans the same emission.
+    """
     rng = np.random.default_rng([config.seed, FAULT_STREAM])
     counts = [sim.count(t) for t in EVENT_TYPES]
-    n_clean = sum(counts)
-    stream = np.repeat(np.arange(len(EVENT_TYPES), dtype=np.int8), counts)
-    local = np.concatenate([np.arange(c) for c in counts])  # row within its stream's clean lines
-    ts = np.concatenate([sim.timestamps(t) for t in EVENT_TYPES])
-    n_dup, n_mal = config.n_duplicates, config.n_malformed
-    if n_clean == 0 and (n_dup or n_mal):
+    if sum(counts) == 0 and (config.n_duplicates or config.n_malformed):
         from searchflow.errors import UsageError
 
         raise UsageError(
             "the fault rates leave no well-formed event to copy; lower --malformed-rate / "
             "--duplicate-rate or raise --events"
         )
-    live = config.live
+    clean = _clean_sends(rng, config, sim, counts)
+    duplicates = _duplicate_sends(rng, config, clean)
+    malformed, pools = _malformed_sends(rng, config, sim, clean, counts)
+    return _in_emission_order(clean, duplicates, malformed, pools)
 
-    # late: a delay on the emission time, the timestamp in the line is untouched
+
+def _clean_sends(
+    rng: np.random.Generator, config: GeneratorConfig, sim: Simulation, counts: list[int]
+) -> _Sends:
+    """Every well-formed event once, at its timestamp; the late ones sent after a delay (the
+    timestamp in the line is untouched)."""
+    n_clean = sum(counts)
+    stream = np.repeat(np.arange(len(EVENT_TYPES), dtype=np.int8), counts)
+    local = np.concatenate([np.arange(c) for c in counts])  # row within its stream's clean lines
+    ts = np.concatenate([sim.timestamps(t) for t in EVENT_TYPES])
     emitted = ts.copy()
-    fault = np.zeros(n_clean, np.int8)  # 0 none, 1 late, 2 duplicate, 3 malformed
+    fault = np.zeros(n_clean, np.int8)
     n_late = round(config.late_rate * n_clean)
     late = rng.choice(n_clean, n_late, replace=False) if n_late else np.zeros(0, np.int64)
-    low, high = (2 * SECOND, 2 * MINUTE) if live else (10 * MINUTE, 24 * HOUR)
+    low, high = (2 * SECOND, 2 * MINUTE) if config.live else (10 * MINUTE, 24 * HOUR)
     emitted[late] += rng.integers(low, high, len(late))
     fault[late] = 1
+    ids = np.concatenate([sim.ids[t] for t in EVENT_TYPES])
+    return _Sends(stream, local, ids, ts, emitted, fault, np.full(n_clean, -1))
 
-    # duplicates: the very same bytes, sent again a little later
-    dup_src = rng.choice(n_clean, n_dup, replace=n_dup > n_clean) if n_dup else np.zeros(0, int)
-    low, high = (1 * SECOND, 1 * MINUTE) if live else (1 * SECOND, 6 * HOUR)
-    dup_emitted = emitted[dup_src] + rng.integers(low, high, n_dup)
 
-    # malformed: a copy of a random event with a fresh id, broken in one way
-    template = rng.choice(n_clean, n_mal) if n_mal else np.zeros(0, int)
+def _duplicate_sends(rng: np.random.Generator, config: GeneratorConfig, clean: _Sends) -> _Sends:
+    """Re-sends of random well-formed events: the very same bytes, a little later."""
+    n_clean, n_dup = len(clean.timestamp), config.n_duplicates
+    src = rng.choice(n_clean, n_dup, replace=n_dup > n_clean) if n_dup else np.zeros(0, int)
+    low, high = (1 * SECOND, 1 * MINUTE) if config.live else (1 * SECOND, 6 * HOUR)
+    emitted = clean.emitted[src] + rng.integers(low, high, n_dup)
+    return _Sends(
+        clean.stream[src],
+        clean.local[src],
+        take_rows(clean.ids, src),
+        clean.timestamp[src],
+        emitted,
+        np.full(n_dup, 2, np.int8),
+        np.full(n_dup, -1),
+    )
+
+
+def _malformed_sends(
+    rng: np.random.Generator,
+    config: GeneratorConfig,
+    sim: Simulation,
+    clean: _Sends,
+    counts: list[int],
+) -> tuple[_Sends, dict[str, pa.Array]]:
+    """Copies of random events with a fresh id, broken in one way, and each stream's line pool
+    (its clean lines, then its malformed ones)."""
+    n_mal = config.n_malformed
+    template = rng.choice(len(clean.timestamp), n_mal) if n_mal else np.zeros(0, int)
     reasons = rng.permutation(np.arange(n_mal) % len(MALFORMED_CLASSES))
     variant_seed = rng.integers(0, 1 << 30, n_mal)
     new_ids = uuid_bytes(rng, n_mal)
-    low, high = (0, 5 * SECOND) if live else (0, 10 * MINUTE)
-    mal_emitted = emitted[template] + rng.integers(low, high + 1, n_mal)
-    mal_stream = stream[template]
+    low, high = (0, 5 * SECOND) if config.live else (0, 10 * MINUTE)
+    emitted = clean.emitted[template] + rng.integers(low, high + 1, n_mal)
+    stream = clean.stream[template]
     pools: dict[str, pa.Array] = {}
-    mal_local = np.zeros(n_mal, np.int64)
+    local = np.zeros(n_mal, np.int64)
     for code, event_type in enumerate(EVENT_TYPES):
-        mine = np.flatnonzero(mal_stream == code)
-        clean = sim.lines(event_type)
+        mine = np.flatnonzero(stream == code)
+        lines = sim.lines(event_type)
         if len(mine):
             broken = _malformed_lines(
-                clean,
+                lines,
                 code,
-                local[template[mine]],
+                clean.local[template[mine]],
                 reasons[mine],
                 variant_seed[mine],
                 new_ids[mine],
             )
-            pools[event_type] = pa.concat_arrays([clean, broken])
-            mal_local[mine] = counts[code] + np.arange(len(mine))
+            pools[event_type] = pa.concat_arrays([lines, broken])
+            local[mine] = counts[code] + np.arange(len(mine))
         else:
-            pools[event_type] = clean
+            pools[event_type] = lines
+    sends = _Sends(
+        stream,
+        local,
+        new_ids,
+        clean.timestamp[template],
+        emitted,
+        np.full(n_mal, 3, np.int8),
+        reasons,
+    )
+    return sends, pools
 
-    all_stream = np.concatenate([stream, stream[dup_src], mal_stream])
-    all_local = np.concatenate([local, local[dup_src], mal_local])
-    all_emitted = np.concatenate([emitted, dup_emitted, mal_emitted])
-    all_fault = np.concatenate([fault, np.full(n_dup, 2, np.int8), np.full(n_mal, 3, np.int8)])
-    all_reason = np.concatenate([np.full(n_clean + n_dup, -1), reasons])
-    all_ts = np.concatenate([ts, ts[dup_src], ts[template]])
-    ids = np.concatenate([sim.ids[t] for t in EVENT_TYPES])
-    all_ids = np.concatenate([ids, take_rows(ids, dup_src), new_ids])
 
-    order = np.lexsort((np.arange(len(all_emitted)), all_emitted))
-    reason_idx = all_reason[order]
+def _in_emission_order(
+    clean: _Sends, duplicates: _Sends, malformed: _Sends, pools: dict[str, pa.Array]
+) -> Emission:
+    """All sends sorted by emission time (ties: clean, then duplicates, then malformed, each in
+    its own order), with the per-line truth as an Arrow table."""
+    groups = (clean, duplicates, malformed)
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([getattr(g, name) for g in groups])
+
+    stream, local, emitted = column("stream"), column("local"), column("emitted")
+    order = np.lexsort((np.arange(len(emitted)), emitted))
+    reason = column("reason")[order]
     meta = pa.table(
         {
             "stream": pa.array(list(EVENT_TYPES), pa.string()).take(
-                pa.array(all_stream[order].astype(np.int32))
+                pa.array(stream[order].astype(np.int32))
             ),
-            "event_id": fixed_strings(take_rows(all_ids, order)),
-            "timestamp": pa.array(all_ts[order], pa.timestamp("us", tz="UTC")),
-            "emitted_at": pa.array(all_emitted[order], pa.timestamp("us", tz="UTC")),
+            "event_id": fixed_strings(take_rows(column("ids"), order)),
+            "timestamp": pa.array(column("timestamp")[order], pa.timestamp("us", tz="UTC")),
+            "emitted_at": pa.array(emitted[order], pa.timestamp("us", tz="UTC")),
             "fault": pa.array(["none", "late", "duplicate", "malformed"], pa.string()).take(
-                pa.array(all_fault[order].astype(np.int32))
+                pa.array(column("fault")[order].astype(np.int32))
             ),
             "reason": pa.array(list(MALFORMED_CLASSES), pa.string()).take(
-                pa.array(reason_idx, pa.int32(), mask=reason_idx < 0)
+                pa.array(reason, pa.int32(), mask=reason < 0)
             ),
         }
     )
-    return Emission(meta, all_stream[order], all_local[order], pools)
+    return Emission(meta, stream[order], local[order], pools)
 
 
 def _malformed_lines(

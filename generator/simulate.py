@@ -448,10 +448,36 @@ def _expected_events_per_session(config: GeneratorConfig) -> float:
     return 3.0 * (1.0 + config.click_through_rate * (1.0 + config.conversion_rate))
 
 
+@dataclass
+class Sessions:
+    """Per session: who (-1 = anonymous), how many searches, when it starts, and its context."""
+
+    user: np.ndarray
+    searches: np.ndarray  # 1-5 searches each
+    start: np.ndarray
+    platform_device: np.ndarray
+    geo: np.ndarray
+    channel: np.ndarray
+
+
 def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
-    """One attempt: ``sessions`` sessions with all their events (untrimmed)."""
+    """One attempt: ``sessions`` sessions with all their events (untrimmed).
+
+    One generator for the attempt, drawn from in a fixed order (sessions, then searches, clicks,
+    conversions): the same config always draws the same numbers.
+    """
     rng = np.random.default_rng([config.seed, SESSION_STREAM, sessions])
-    ns = sessions
+    drawn = _draw_sessions(rng, config, users, sessions)
+    searches, clicked = _draw_searches(rng, config, users, drawn)
+    clicks, converted = _draw_clicks(rng, config, users, searches, clicked)
+    conversions = _draw_conversions(rng, clicks, converted)
+    return searches, clicks, conversions
+
+
+def _draw_sessions(
+    rng: np.random.Generator, config: GeneratorConfig, users: UserPool, ns: int
+) -> Sessions:
+    """Who each session is, when it starts (day x hour profile) and its platform, geo, channel."""
     anonymous = rng.random(ns) < config.anonymous_rate
     activity = _norm(users.activity)
     user = np.where(anonymous, -1, rng.choice(users.size, ns, p=activity))
@@ -472,17 +498,23 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
     random_channel = rng.choice(len(vocab.CHANNELS), ns, p=_norm(vocab.CHANNEL_WEIGHTS))
     usual = known & (rng.random(ns) < 0.5)
     session_channel = np.where(usual, users.channel[safe_user], random_channel)
+    return Sessions(user, k, start, session_pd, session_geo, session_channel)
 
-    # searches
-    sess = np.repeat(np.arange(ns), k)
+
+def _draw_searches(
+    rng: np.random.Generator, config: GeneratorConfig, users: UserPool, sessions: Sessions
+) -> tuple[Searches, np.ndarray]:
+    """The searches of every session, minutes apart, and which of them are clicked."""
+    k = sessions.searches
+    sess = np.repeat(np.arange(len(k)), k)
     n_s = len(sess)
     gaps = np.where(
         _group_cumsum(np.ones(n_s, np.int64), k) > 1,
         5 * SECOND + rng.exponential(150 * SECOND, n_s).astype(np.int64),
         0,
     )
-    s_ts = start[sess] + _group_cumsum(gaps, k)
-    s_user = user[sess]
+    s_ts = sessions.start[sess] + _group_cumsum(gaps, k)
+    s_user = sessions.user[sess]
     s_known = s_user >= 0
     s_safe = np.where(s_known, s_user, 0)
     popular = rng.choice(len(vocab.DESTINATIONS), n_s, p=_norm(vocab.DESTINATION_WEIGHTS))
@@ -502,18 +534,27 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
         destination,
         results_count,
         page,
-        session_pd[sess],
-        session_geo[sess],
-        session_channel[sess],
+        sessions.platform_device[sess],
+        sessions.geo[sess],
+        sessions.channel[sess],
     )
+    return searches, clicked
 
-    # clicks
+
+def _draw_clicks(
+    rng: np.random.Generator,
+    config: GeneratorConfig,
+    users: UserPool,
+    searches: Searches,
+    clicked: np.ndarray,
+) -> tuple[Clicks, np.ndarray]:
+    """One click per clicked search (product, position, price, provider), and which convert."""
     c_src = np.flatnonzero(clicked)
     n_c = len(c_src)
-    c_ts = s_ts[c_src] + 2 * SECOND + rng.exponential(45 * SECOND, n_c).astype(np.int64)
+    c_ts = searches.ts[c_src] + 2 * SECOND + rng.exponential(45 * SECOND, n_c).astype(np.int64)
     wanted = np.array(
         [-1 if t[2] is None else vocab.PRODUCT_TYPES.index(t[2]) for t in vocab.QUERY_TEMPLATES]
-    )[template[c_src]]
+    )[searches.template[c_src]]
     product = np.where(wanted >= 0, wanted, rng.integers(0, len(vocab.PRODUCT_TYPES), n_c))
     position = np.minimum(rng.geometric(0.3, n_c), 30)
     price = np.exp(
@@ -523,7 +564,7 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
     n_providers = np.array([len(p) for p in vocab.PROVIDERS])[product]
     provider = (rng.random(n_c) * n_providers).astype(np.int64)
     result_number = rng.integers(0, 1_000_000, n_c)
-    c_user = s_user[c_src]
+    c_user = searches.user[c_src]
     c_known = c_user >= 0
     book_aff = np.where(c_known, users.booking_affinity[np.where(c_known, c_user, 0)], 1.0)
     p_conv = (
@@ -533,8 +574,13 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
     )
     converted = rng.random(n_c) < p_conv
     clicks = Clicks(c_ts, c_src, position, product, price_cents, provider, result_number)
+    return clicks, converted
 
-    # conversions
+
+def _draw_conversions(
+    rng: np.random.Generator, clicks: Clicks, converted: np.ndarray
+) -> Conversions:
+    """One booking per converting click: its delay (minutes, hours or past the window), value."""
     v_src = np.flatnonzero(converted)
     n_v = len(v_src)
     u = rng.random(n_v)
@@ -545,12 +591,11 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
             u < 0.96, rng.uniform(1 * HOUR, 22 * HOUR, n_v), rng.uniform(26 * HOUR, 72 * HOUR, n_v)
         ),
     ).astype(np.int64)
-    v_ts = c_ts[v_src] + delay
+    v_ts = clicks.ts[v_src] + delay
     multiplier = rng.integers(1, 4, n_v)
-    booking = price_cents[v_src] * multiplier
-    commission = np.round(booking * vocab.COMMISSION_RATE[product[v_src]]).astype(np.int64)
-    conversions = Conversions(v_ts, v_src, booking, commission)
-    return searches, clicks, conversions
+    booking = clicks.price_cents[v_src] * multiplier
+    commission = np.round(booking * vocab.COMMISSION_RATE[clicks.product[v_src]]).astype(np.int64)
+    return Conversions(v_ts, v_src, booking, commission)
 
 
 def _take_searches(s: Searches, idx: np.ndarray) -> Searches:
