@@ -30,6 +30,9 @@ def event_name(stage: str, outcome: str) -> str:
 
 # The Prefect global concurrency limit that guards the one-writer DuckDB file.
 WAREHOUSE_LIMIT = "searchflow-warehouse"
+# The lease of a held slot, renewed while its holder lives: a killed holder's slot frees when it
+# lapses. The Prefect server accepts no shorter lease.
+WAREHOUSE_LEASE_SECONDS = 60
 
 # Where events come from (ingestion's sources) and where the generator writes them (its sinks).
 SOURCES: tuple[str, ...] = ("jsonl", "redis", "postgres")
