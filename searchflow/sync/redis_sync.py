@@ -18,8 +18,9 @@ Apply: the values of the inserts and updates stream out of DuckDB in batches; Ar
 batch's ``SET key value PXAT t`` commands as RESP into one string column, whose data buffer *is*
 the byte stream, sent as is (no Python per key) while DuckDB builds the next batch and Redis runs
 the previous one. A reader thread counts the one-line replies while the writer sends, so the socket
-is full duplex and there is no round trip per chunk. That is pipelining without redis-py's
-per-command Python cost, which caps at ~0.1M keys/s here (STACK.md).
+is full duplex and there is no round trip per chunk (:mod:`searchflow.resp`). That is pipelining
+without redis-py's Python cost per command, which a bulk write of every recommendation would pay
+once per key (docs/reverse-etl.md, "Speed", compares the two).
 
 Redis has no multi-key transaction worth the name at this size: each key is written atomically, and
 a run that dies half-way is completed by the next run (the plan is recomputed from what is there).
@@ -27,12 +28,9 @@ a run that dies half-way is completed by the next run (the plan is recomputed fr
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import duckdb
@@ -40,18 +38,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from searchflow.arrays import utf8_strings
+from searchflow.resp import RespConnection, argument, command, error_lines, header, wire
 
 KEY_PREFIX = "reco:"
 TTL_SECONDS = 24 * 3600
 CHUNK = 10_000  # keys per MGET
 SCAN_COUNT = 10_000
-SEND_BYTES = 4 << 20  # bytes per sendall
 BATCH = 16_384  # values DuckDB builds per streamed chunk
 SAMPLE = 5
-
-CRLF = "\r\n"
-
-Payload = bytes | memoryview | Iterable[bytes | memoryview]
 
 
 @dataclass
@@ -83,148 +77,11 @@ class RedisPlan:
         return pc.utf8_slice_codeunits(self.extra, len(KEY_PREFIX))[:SAMPLE].to_pylist()
 
 
-class RawConnection:
-    """One socket of the client's pool, driven with pre-encoded RESP (hiredis parses replies)."""
-
-    def __init__(self, client) -> None:
-        self._conn = client.connection_pool.make_connection()
-        self._conn.connect()
-        self.sock = self._conn._sock  # raw socket: replies are read below, not by redis-py
-
-    def close(self) -> None:
-        self._conn.disconnect()
-
-    def __enter__(self) -> RawConnection:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _send_all(self, payload: Payload, reader: threading.Thread) -> None:
-        """Write ``payload`` (bytes, or chunks produced while sending) as ``reader`` takes replies.
-
-        If writing fails (or producing the next chunk does), the socket is shut so the reader
-        stops waiting for replies that will never come; the connection is not reused.
-        """
-        chunks = [payload] if isinstance(payload, bytes | memoryview) else payload
-        reader.start()
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                for start in range(0, len(view), SEND_BYTES):
-                    self.sock.sendall(view[start : start + SEND_BYTES])
-        except BaseException:
-            with suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            raise
-        finally:
-            reader.join()
-
-    def request(self, payload: bytes, count: int) -> list:
-        """Send ``count`` commands at once and return their ``count`` replies, parsed."""
-        import hiredis
-
-        replies: list = []
-        failure: list[BaseException] = []
-
-        def read() -> None:
-            parser = hiredis.Reader()
-            try:
-                while len(replies) < count:
-                    data = self.sock.recv(1 << 20)
-                    if not data:
-                        raise ConnectionError("Redis closed the connection during a bulk read")
-                    parser.feed(data)
-                    while (reply := parser.gets()) is not False:
-                        replies.append(reply)
-            except BaseException as exc:  # handed to the caller's thread
-                failure.append(exc)
-
-        self._send_all(payload, threading.Thread(target=read, daemon=True))
-        if failure:
-            raise failure[0]
-        return replies
-
-    def write(self, payload: Payload, count: int) -> bytes:
-        """Send ``count`` commands whose replies are one line each; return the raw reply bytes.
-
-        Counting newlines in C is all the parsing the writes need (``+OK``, ``:1``, ``-ERR ...``).
-        """
-        chunks: list[bytes] = []
-        failure: list[BaseException] = []
-
-        def read() -> None:
-            lines = 0
-            try:
-                while lines < count:
-                    data = self.sock.recv(1 << 20)
-                    if not data:
-                        raise ConnectionError("Redis closed the connection during a bulk write")
-                    chunks.append(data)
-                    lines += data.count(b"\n")
-            except BaseException as exc:
-                failure.append(exc)
-
-        if not count:
-            return b""
-        self._send_all(payload, threading.Thread(target=read, daemon=True))
-        if failure:
-            raise failure[0]
-        return b"".join(chunks)
-
-
-def _wire(column: pa.ChunkedArray | pa.Array) -> memoryview:
-    """A string column's values back to back: its Arrow data buffer, zero copy.
-
-    An Arrow string column stores its values one after the other in one data buffer: for a column
-    of RESP-encoded commands or arguments that buffer is exactly what goes on the wire.
-    """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count:
-        raise ValueError("a Redis command encoded as NULL")
-    if not len(column):
-        return memoryview(b"")
-    if pa.types.is_large_string(column.type):
-        column = column.cast(pa.string())
-    offsets = pa.Array.from_buffers(
-        pa.int32(), column.offset + len(column) + 1, [None, column.buffers()[1]]
-    )
-    start, stop = offsets[column.offset].as_py(), offsets[column.offset + len(column)].as_py()
-    return memoryview(column.buffers()[2])[start:stop]
-
-
-def _argument(value: pa.Array) -> list:
-    """The pieces of one RESP bulk string argument: ``$<bytes>\r\n<value>\r\n``."""
-    return ["$", pc.cast(pc.binary_length(value), pa.string()), CRLF, value, CRLF]
-
-
-def resp(*parts: str | pa.Array) -> pa.Array:
-    """One RESP command per row, its arguments constants or string columns, built by Arrow in C.
-
-    ``resp("SET", keys, values, "PXAT", "1700000000000")`` is the column of
-    ``*5\r\n$3\r\nSET\r\n$<n>\r\n<key>\r\n...``; ``_wire`` of it is the bytes to send.
-    """
-    pieces: list = [f"*{len(parts)}{CRLF}"]
-    for part in parts:
-        if isinstance(part, str):
-            pieces.append(f"${len(part.encode())}{CRLF}{part}{CRLF}")
-        else:
-            pieces.extend(_argument(part))
-    merged: list = []  # adjacent constants joined: fewer inputs to the kernel
-    for piece in pieces:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        else:
-            merged.append(piece)
-    return pc.binary_join_element_wise(*merged, "")
-
-
-def keys_of(users: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``reco:{user_id}`` for a column of user ids."""
+def keys_of(users: pa.Array | pa.ChunkedArray, prefix: str = KEY_PREFIX) -> pa.Array:
+    """``{prefix}{user_id}`` for a column of user ids."""
     if isinstance(users, pa.ChunkedArray):
         users = users.combine_chunks()
-    return pc.binary_join_element_wise(KEY_PREFIX, users.cast(pa.string()), "")
+    return pc.binary_join_element_wise(prefix, users.cast(pa.string()), "")
 
 
 # The value is head || tail: head = {"destinations":[...],"score":x (the compared part), tail =
@@ -247,7 +104,7 @@ _VALUE = (
 _TAIL = r',"generated_at":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"\}'
 
 
-def _fetch_values(raw: RawConnection, keys: pa.Array) -> pa.Array:
+def _fetch_values(raw: RespConnection, keys: pa.Array) -> pa.Array:
     """The value of every key (NULL when missing), in order, via MGETs of ``CHUNK`` keys.
 
     The keys are RESP encoded as one column; an MGET is its header plus a slice of that column's
@@ -259,12 +116,12 @@ def _fetch_values(raw: RawConnection, keys: pa.Array) -> pa.Array:
     rows = len(keys)
     if not rows:
         return pa.array([], pa.string())
-    args = pc.binary_join_element_wise(*_argument(keys), "")
+    args = argument(keys)
     parts: list[bytes | memoryview] = []
     for start in range(0, rows, CHUNK):
         chunk = args.slice(start, CHUNK)
-        parts.append(f"*{len(chunk) + 1}{CRLF}$4{CRLF}MGET{CRLF}".encode())
-        parts.append(_wire(chunk))
+        parts.append(header("MGET", len(chunk)))
+        parts.append(wire(chunk))
     values: list[bytes | None] = []
     for reply in raw.request(b"".join(parts), len(parts) // 2):
         if isinstance(reply, hiredis.ReplyError):  # e.g. an ACL without MGET on reco:*
@@ -287,19 +144,11 @@ def _extra_keys(client, keys: pa.Array, size: int, found: int) -> pa.Array:
     return pc.take(extra, pc.sort_indices(extra))
 
 
-def _error_lines(replies: bytes, count: int) -> list[str]:
-    """The error messages among ``count`` one-line replies (only error replies contain a dash)."""
-    if b"-" not in replies:
-        return []
-    lines = replies.split(b"\r\n")[:count]
-    return [line[1:].decode("utf-8", "replace") for line in lines if line[:1] == b"-"]
-
-
 def _refresh(client, keys: pa.Array, expires_at: str) -> list[str]:
     """``PEXPIREAT`` every key (a no-op for missing ones) on a connection of its own; the errors."""
-    with RawConnection(client) as raw:
-        return _error_lines(
-            raw.write(_wire(resp("PEXPIREAT", keys, expires_at)), len(keys)), len(keys)
+    with RespConnection(client) as raw:
+        return error_lines(
+            raw.write(wire(command("PEXPIREAT", keys, expires_at)), len(keys)), len(keys)
         )
 
 
@@ -314,7 +163,7 @@ def _actions(
     expiry, a missing one is untouched. Returns the actions, the extra keys and refresh errors.
     """
     keys = keys_of(good["user_id"])
-    with RawConnection(client) as raw, ThreadPoolExecutor(2) as pool:
+    with RespConnection(client) as raw, ThreadPoolExecutor(2) as pool:
         fetching = pool.submit(_fetch_values, raw, keys)
         refreshing = pool.submit(_refresh, client, keys, expires_at) if expires_at else None
         con = duckdb.connect()
@@ -395,12 +244,12 @@ def _commands(actions: pa.Table, expires_at: str, refreshed: bool) -> Iterator[m
         for batch in con.execute(query).to_arrow_reader(BATCH):
             if batch.num_rows:
                 keys = keys_of(batch["user_id"])
-                yield _wire(resp("SET", keys, batch["value"], "PXAT", expires_at))
+                yield wire(command("SET", keys, batch["value"], "PXAT", expires_at))
     finally:
         con.close()
     kept = actions.filter(unchanged)["user_id"]
     if len(kept) and not refreshed:
-        yield _wire(resp("PEXPIREAT", keys_of(kept), expires_at))
+        yield wire(command("PEXPIREAT", keys_of(kept), expires_at))
 
 
 def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[str]]:
@@ -415,10 +264,10 @@ def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[s
     expires_at = plan_.expires_at or _expiry(ttl)
     writes = plan_.inserted + plan_.updated if refreshed else plan_.actions.num_rows
     unlinks = len(plan_.extra)
-    with RawConnection(client) as raw:
+    with RespConnection(client) as raw:
         replies = raw.write(_commands(plan_.actions, expires_at, refreshed), writes)
-        errors = [*plan_.refresh_errors, *_error_lines(replies, writes)]
-        replies = raw.write(_wire(resp("UNLINK", plan_.extra)), unlinks)
-        errors += _error_lines(replies, unlinks)
+        errors = [*plan_.refresh_errors, *error_lines(replies, writes)]
+        replies = raw.write(wire(command("UNLINK", plan_.extra)), unlinks)
+        errors += error_lines(replies, unlinks)
     deleted = replies.split(b"\r\n")[:unlinks].count(b":1")
     return deleted, errors
