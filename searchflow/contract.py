@@ -92,6 +92,9 @@ MARTS: tuple[str, ...] = (
     "marketing.mart_recommendations",
     "marketing.mart_email_triggers",
     "marketing.mart_campaign_attribution",
+    "marketing.mart_campaign_performance",
+    "marketing.mart_segment_transitions",
+    "marketing.mart_segment_history",
     "ml.user_features",
 )
 
