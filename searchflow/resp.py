@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchflow.arrays import string_bytes
 from searchflow.compat.redis import raw_connection
 
 CRLF = "\r\n"
@@ -67,23 +67,8 @@ def command(*parts: str | pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise(*merged, "")
 
 
-def wire(column: pa.Array | pa.ChunkedArray) -> memoryview:
-    """A string column's values back to back: its Arrow data buffer, zero copy.
-
-    An Arrow string column stores its values one after the other in one data buffer: for a column
-    of RESP commands or arguments that buffer is exactly what goes on the wire.
-    """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count:
-        raise ValueError("a Redis command encoded as NULL")
-    if not len(column):
-        return memoryview(b"")
-    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
-    offsets = np.frombuffer(column.buffers()[1], dtype=width)
-    start = int(offsets[column.offset])
-    stop = int(offsets[column.offset + len(column)])
-    return memoryview(column.buffers()[2])[start:stop]
+# A column of RESP commands or arguments, sent as is: its Arrow data buffer is the byte stream.
+wire = string_bytes
 
 
 def error_lines(replies: bytes, count: int) -> list[str]:
