@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from searchflow.contract import RECO_KEY_PREFIX
 from searchflow.errors import UsageError
 
 
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
     sync_keep_removed: bool = Field(
         default=False,
         description="Keep crm.user_segments rows of users who left the mart (default: mirror deletes).",
+    )
+    reco_prefix: str = Field(
+        default=RECO_KEY_PREFIX,
+        min_length=1,
+        description="Redis key prefix of the recommendations sync: keys are <prefix><user_id>.",
     )
 
     # Quality gate thresholds (the committed suites read them as $PARAMETERs; see docs/quality.md).
