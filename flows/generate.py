@@ -7,24 +7,26 @@ from typing import Any
 from prefect import flow
 
 from flows.common import gate_and_signal
+from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
+from searchflow.contract import SINKS
 
 
 @flow(name="generate-events", log_prints=True)
 def generate_events(
-    events: int = 10_000,
-    users: int = 10_000,
-    seed: int = 42,
-    sink: str = "jsonl",
+    events: int = DEFAULTS.events,
+    users: int = DEFAULTS.users,
+    seed: int = DEFAULTS.seed,
+    sink: str = SINKS[0],
     out: str | None = None,
     start: str | None = None,
-    days: int = 7,
+    days: int = DEFAULTS.days,
     live: bool = False,
-    rate: float = 10.0,
-    click_through_rate: float = 0.30,
-    conversion_rate: float = 0.10,
-    malformed_rate: float = 0.0,
-    duplicate_rate: float = 0.0,
-    late_rate: float = 0.0,
+    rate: float = DEFAULTS.rate,
+    click_through_rate: float = DEFAULTS.click_through_rate,
+    conversion_rate: float = DEFAULTS.conversion_rate,
+    malformed_rate: float = DEFAULTS.malformed_rate,
+    duplicate_rate: float = DEFAULTS.duplicate_rate,
+    late_rate: float = DEFAULTS.late_rate,
 ) -> dict[str, Any]:
     """Generate events (no warehouse slot: the generator never opens the DuckDB file)."""
     from pathlib import Path

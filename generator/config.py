@@ -11,11 +11,13 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime
 
+from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
+from searchflow.contract import SINKS
 from searchflow.errors import UsageError
 
-SINKS: tuple[str, ...] = ("jsonl", "redis", "postgres")
+__all__ = ["DEFAULT_START", "MAX_EVENTS", "SINKS", "GeneratorConfig"]
 
-DEFAULT_START = date(2025, 1, 1)
+DEFAULT_START = DEFAULTS.start
 # One batch keeps each stream's text in one Arrow string column (2 GiB at most, ~350 B a line).
 MAX_EVENTS = 5_000_000
 
@@ -29,21 +31,21 @@ class GeneratorConfig:
     are clean events moved later in the emission order, so they do not add lines.
     """
 
-    events: int = 10_000
-    users: int = 10_000
-    seed: int = 42
-    start: date = DEFAULT_START
-    days: int = 7
-    click_through_rate: float = 0.30
-    conversion_rate: float = 0.10
-    malformed_rate: float = 0.0
-    duplicate_rate: float = 0.0
-    late_rate: float = 0.0
-    anonymous_rate: float = 0.20
-    power_user_share: float = 0.08
+    events: int = DEFAULTS.events
+    users: int = DEFAULTS.users
+    seed: int = DEFAULTS.seed
+    start: date = DEFAULTS.start
+    days: int = DEFAULTS.days
+    click_through_rate: float = DEFAULTS.click_through_rate
+    conversion_rate: float = DEFAULTS.conversion_rate
+    malformed_rate: float = DEFAULTS.malformed_rate
+    duplicate_rate: float = DEFAULTS.duplicate_rate
+    late_rate: float = DEFAULTS.late_rate
+    anonymous_rate: float = DEFAULTS.anonymous_rate
+    power_user_share: float = DEFAULTS.power_user_share
     # Live mode: timestamps are the wall clock from ``live_start`` at ``rate`` events per second.
     live: bool = False
-    rate: float = 10.0
+    rate: float = DEFAULTS.rate
     live_start: datetime | None = field(default=None, compare=True)
 
     def __post_init__(self) -> None:

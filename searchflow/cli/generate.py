@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from searchflow.config import get_settings
+from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
+from searchflow.contract import SINKS
 from searchflow.output import check_rate, format_table, report
 
 
@@ -28,40 +30,61 @@ SIMULATION_OPTIONS = [
     click.option(
         "--events",
         type=int,
-        default=10_000,
+        default=DEFAULTS.events,
         show_default=True,
         help="Lines to emit, exactly (faults included).",
     ),
     click.option(
-        "--users", type=int, default=10_000, show_default=True, help="Size of the user pool."
+        "--users",
+        type=int,
+        default=DEFAULTS.users,
+        show_default=True,
+        help="Size of the user pool.",
     ),
     click.option(
         "--seed",
         type=int,
-        default=42,
+        default=DEFAULTS.seed,
         show_default=True,
         help="Same seed and arguments -> the same bytes.",
     ),
     click.option(
-        "--start", default=None, help="First simulated day, YYYY-MM-DD [default: 2025-01-01]."
+        "--start",
+        default=None,
+        help=f"First simulated day, YYYY-MM-DD [default: {DEFAULTS.start.isoformat()}].",
     ),
     click.option(
-        "--days", type=int, default=7, show_default=True, help="Days in the simulated range."
+        "--days",
+        type=int,
+        default=DEFAULTS.days,
+        show_default=True,
+        help="Days in the simulated range.",
     ),
     click.option(
-        "--click-through-rate", type=float, default=0.30, show_default=True, callback=_rate
+        "--click-through-rate",
+        type=float,
+        default=DEFAULTS.click_through_rate,
+        show_default=True,
+        callback=_rate,
     ),
     click.option(
         "--conversion-rate",
         type=float,
-        default=0.10,
+        default=DEFAULTS.conversion_rate,
         show_default=True,
         callback=_rate,
         help="Share of clicks that book.",
     ),
-    click.option("--malformed-rate", type=float, default=0.0, show_default=True, callback=_rate),
-    click.option("--duplicate-rate", type=float, default=0.0, show_default=True, callback=_rate),
-    click.option("--late-rate", type=float, default=0.0, show_default=True, callback=_rate),
+    *(
+        click.option(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(DEFAULTS, name),
+            show_default=True,
+            callback=_rate,
+        )
+        for name in ("malformed_rate", "duplicate_rate", "late_rate")
+    ),
 ]
 
 
@@ -74,7 +97,7 @@ def simulation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command()
 @simulation_options
-@click.option("--sink", default="jsonl", show_default=True, help="jsonl, redis or postgres.")
+@click.option("--sink", default=SINKS[0], show_default=True, help=f"{', '.join(SINKS)}.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -83,7 +106,11 @@ def simulation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--live", is_flag=True, help="Trickle events with current timestamps.")
 @click.option(
-    "--rate", type=float, default=10.0, show_default=True, help="Events per second with --live."
+    "--rate",
+    type=float,
+    default=DEFAULTS.rate,
+    show_default=True,
+    help="Events per second with --live.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def generate(as_json: bool, sink: str, out: str | None, **options: Any) -> None:
