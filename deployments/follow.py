@@ -19,21 +19,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from searchflow.contract import FLOWS, STAGES, event_name
+
 # (stage, deployment) in chain order; the deployment and flow share the name.
-CHAIN: tuple[tuple[str, str], ...] = (
-    ("generation", "generate-events"),
-    ("ingestion", "ingest-events"),
-    ("transformation", "transform"),
-    ("sync", "sync-user-segments"),
-    ("sync", "sync-email-triggers"),
-    ("sync", "sync-recommendations"),
+CHAIN: tuple[tuple[str, str], ...] = tuple(
+    (flow.stage, flow.deployment)
+    for flow in sorted(FLOWS, key=lambda flow: STAGES.index(flow.stage))
 )
+# Each triggered deployment -> the deployment whose gate event triggers it.
 UPSTREAM: dict[str, str] = {
-    "ingest-events": "generate-events",
-    "transform": "ingest-events",
-    "sync-user-segments": "transform",
-    "sync-email-triggers": "transform",
-    "sync-recommendations": "transform",
+    flow.deployment: upstream.deployment
+    for flow in FLOWS
+    if flow.trigger
+    for upstream in FLOWS
+    if flow.trigger == event_name(upstream.stage, "validated")
 }
 STAGE_OF = dict((d, s) for s, d in CHAIN)
 # Which payload count is "rows" for a stage: the numeric fields of each stage's summary that
@@ -155,28 +154,30 @@ def _rows(stage: str, counts: dict[str, Any]) -> int | None:
     return None
 
 
+# The most stage events one snapshot reads (a chain emits one per run).
+EVENT_LIMIT = 2000
+
+
 async def _read_events(client: Any, since: datetime) -> list[dict[str, Any]]:
-    """Every ``searchflow.*`` event since ``since``, oldest first (raw JSON from /events/filter)."""
-    body = {
-        "filter": {
-            "occurred": {"since": since.isoformat()},
-            "event": {"prefix": ["searchflow."]},
-            "order": "ASC",
-        },
-        "limit": 50,
-    }
-    response = await client._client.post("/events/filter", json=body)
-    response.raise_for_status()
-    page = response.json()
-    events = list(page.get("events", []))
-    next_page = page.get("next_page")
-    while next_page and len(events) < 2000:
-        response = await client._client.get(next_page)
-        response.raise_for_status()
-        page = response.json()
-        events.extend(page.get("events", []))
-        next_page = page.get("next_page")
-    return events
+    """Every ``searchflow.*`` event since ``since``, oldest first, as JSON dicts."""
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventOrder,
+    )
+
+    query = EventFilter(
+        occurred=EventOccurredFilter(since=since),
+        event=EventNameFilter(prefix=["searchflow."]),
+        order=EventOrder.ASC,
+    )
+    page = await client.read_events(filter=query, limit=50)
+    events = list(page.events)
+    while page.next_page and len(events) < EVENT_LIMIT:
+        page = await client.read_events_page(page.next_page)
+        events.extend(page.events)
+    return [event.model_dump(mode="json") for event in events]
 
 
 def _emitting_run(event: dict[str, Any]) -> str | None:

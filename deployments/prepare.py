@@ -4,20 +4,24 @@
    type is used as it is, so a Docker or Kubernetes pool made from ``infra/`` works too);
 2. the global concurrency limit ``searchflow-warehouse`` with one slot: every flow that opens the
    DuckDB file holds it (strict), so it must exist before any run;
-3. every deployment of ``prefect.yaml``, through the same code path as ``prefect deploy --all``
+3. every deployment of ``prefect.yaml``, by Prefect's own public ``prefect deploy --all`` command
    (deployments are upserted; each deployment's automations are deleted and recreated, so running
-   this twice leaves exactly one trigger per deployment).
+   this twice leaves exactly one trigger per deployment);
+4. the automation that marks a flow run Crashed when its heartbeats stop
+   (:mod:`deployments.resilience`).
 
-``prefect deploy --all`` ignores ``--pool``; this module reads ``prefect.yaml`` itself so that one
-flag points every deployment at another pool without editing the file.
+``prefect deploy --all`` ignores ``--pool``: this module writes the deployment file it deploys, a
+copy of ``prefect.yaml`` with the pool filled in, so one flag points every deployment at another
+pool without editing the file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-from collections.abc import Iterator
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -27,7 +31,8 @@ from typing import Any
 import yaml
 
 from deployments import DEFAULT_POOL, PREFECT_YAML, PROJECT_DIR
-from flows.common import WAREHOUSE_LIMIT
+from deployments.resilience import FLOW_RUN_ENV, ensure_crash_automation
+from searchflow.contract import WAREHOUSE_LIMIT
 from searchflow.errors import SearchflowError, UsageError
 
 WAREHOUSE_SLOTS = 1
@@ -45,6 +50,7 @@ class Prepared:
     limit_created: bool
     deployments: dict[str, str] = field(default_factory=dict)  # "flow/deployment" -> id
     automations: dict[str, list[str]] = field(default_factory=dict)  # deployment -> trigger names
+    crash_automation: str = ""  # id of the automation that marks heartbeat-less runs Crashed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +62,7 @@ class Prepared:
             "limit_created": self.limit_created,
             "deployments": self.deployments,
             "automations": self.automations,
+            "crash_automation": self.crash_automation,
         }
 
 
@@ -81,16 +88,6 @@ def deployment_configs(project: dict[str, Any], pool: str | None = None) -> list
 def full_name(config: dict[str, Any]) -> str:
     """``<flow name>/<deployment name>``; every SearchFlow deployment is named after its flow."""
     return f"{config['name']}/{config['name']}"
-
-
-@contextmanager
-def _in_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 @contextmanager
@@ -166,38 +163,84 @@ async def ensure_concurrency_limit(
     return False
 
 
-async def deploy_all(
-    client: Any, configs: list[dict[str, Any]], project: dict[str, Any], project_dir: Path
-) -> dict[str, str]:
-    """Apply every deployment with Prefect's own ``prefect deploy`` code path; name -> id."""
-    from prefect.cli.deploy._core import _run_single_deploy
-    from rich.console import Console
+def deployment_file(project: Mapping[str, Any], pool: str | None = None) -> dict[str, Any]:
+    """What ``prefect deploy --all`` reads: ``project`` with every deployment pointed at ``pool``
+    (anchors already resolved, so the ``definitions:`` block is left out)."""
+    out = {k: deepcopy(v) for k, v in project.items() if k not in ("definitions", "deployments")}
+    out["deployments"] = deployment_configs(dict(project), pool)
+    return out
 
-    actions = {key: project.get(key) for key in ("build", "push", "pull")}
-    out = io.StringIO()
-    console = Console(file=out, width=200, soft_wrap=True)
-    deployed: dict[str, str] = {}
-    with _in_directory(project_dir):
-        for config in configs:
-            try:
-                await _run_single_deploy(
-                    config,
-                    actions,
-                    client=client,
-                    prefect_file=project_dir / "prefect.yaml",
-                    console=console,
-                    is_interactive=lambda: False,
-                )
-            except (Exception, SystemExit) as exc:
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                tail = out.getvalue().strip().splitlines()[-1:] or [""]
-                raise SearchflowError(
-                    f"deploying {config.get('name')!r} failed: {detail or tail[0] or type(exc).__name__}; "
-                    f"check {config.get('entrypoint')} imports and the pool exists"
-                ) from None
+
+# How long one ``prefect deploy --all`` may take: it imports every flow to read its parameters.
+DEPLOY_TIMEOUT = 900.0
+
+
+def deploy_env(api_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the ``prefect deploy`` process: this API, no prompts, no telemetry."""
+    env = dict(os.environ if base is None else base)
+    env.update(FLOW_RUN_ENV)
+    env.update({"PREFECT_API_URL": api_url, "PREFECT_CLI_PROMPT": "false"})
+    return env
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def run_prefect_deploy(
+    api_url: str, file: Path, project_dir: Path, timeout: float = DEPLOY_TIMEOUT
+) -> None:
+    """``prefect --no-prompt deploy --all --prefect-file FILE`` from the project folder (entrypoints
+    are relative to it); a failure is one line with Prefect's last word."""
+    from deployments.server import prefect_command
+
+    command = prefect_command("--no-prompt", "deploy", "--all", "--prefect-file", str(file))
+    try:
+        done = subprocess.run(
+            command,
+            cwd=project_dir,
+            env=deploy_env(api_url),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise SearchflowError(
+            f"prefect deploy did not finish within {timeout:.0f} s; check that {api_url} answers"
+        ) from None
+    if done.returncode != 0:
+        detail = _last_line(done.stderr) or _last_line(done.stdout) or f"exit {done.returncode}"
+        raise SearchflowError(
+            f"prefect deploy failed: {detail}; check the flows' imports and that the pool exists"
+        )
+
+
+def deploy_all(
+    api_url: str, project: Mapping[str, Any], pool: str | None, project_dir: Path
+) -> None:
+    """Apply every deployment of ``project`` (pointed at ``pool``) with ``prefect deploy --all``."""
+    with tempfile.TemporaryDirectory(prefix="searchflow-deploy-") as tmp:
+        file = Path(tmp) / "prefect.yaml"
+        file.write_text(yaml.safe_dump(deployment_file(project, pool), sort_keys=False))
+        run_prefect_deploy(api_url, file, project_dir)
+
+
+async def read_deployment_ids(client: Any, configs: list[dict[str, Any]]) -> dict[str, str]:
+    """``flow/deployment`` -> id of every deployment in ``configs``."""
+    from prefect.exceptions import ObjectNotFound
+
+    out: dict[str, str] = {}
+    for config in configs:
+        try:
             deployment = await client.read_deployment_by_name(full_name(config))
-            deployed[full_name(config)] = str(deployment.id)
-    return deployed
+        except ObjectNotFound:
+            raise SearchflowError(
+                f"prefect deploy left no deployment {full_name(config)!r}; run it by hand to see why"
+            ) from None
+        out[full_name(config)] = str(deployment.id)
+    return out
 
 
 async def read_automations(client: Any, deployment_ids: dict[str, str]) -> dict[str, list[str]]:
@@ -211,16 +254,37 @@ async def read_automations(client: Any, deployment_ids: dict[str, str]) -> dict[
     return out
 
 
-async def _prepare(api_url: str, pool: str, project_dir: Path) -> Prepared:
+async def _server_side(pool: str) -> tuple[str, bool, bool]:
+    """The pool and the warehouse limit, before any deployment points at them."""
     from prefect.client.orchestration import get_client
 
-    project = load_project(project_dir / "prefect.yaml")
-    configs = deployment_configs(project, pool)
     async with get_client() as client:
         pool_type, pool_created = await ensure_work_pool(client, pool)
         limit_created = await ensure_concurrency_limit(client)
-        deployed = await deploy_all(client, configs, project, project_dir)
+    return pool_type, pool_created, limit_created
+
+
+async def _after_deploy(
+    configs: list[dict[str, Any]],
+) -> tuple[dict[str, str], dict[str, list[str]], str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        deployed = await read_deployment_ids(client, configs)
         automations = await read_automations(client, deployed)
+        crash = await ensure_crash_automation(client)
+    return deployed, automations, crash
+
+
+def prepare(api_url: str, pool: str = DEFAULT_POOL, project_dir: Path = PROJECT_DIR) -> Prepared:
+    """Work pool, warehouse limit, every deployment and crash detection on the server at
+    ``api_url``; idempotent."""
+    project = load_project(project_dir / "prefect.yaml")
+    configs = deployment_configs(project, pool)
+    with api(api_url):
+        pool_type, pool_created, limit_created = asyncio.run(_server_side(pool))
+        deploy_all(api_url, project, pool, project_dir)
+        deployed, automations, crash = asyncio.run(_after_deploy(configs))
     return Prepared(
         api_url=api_url,
         pool=pool,
@@ -230,10 +294,5 @@ async def _prepare(api_url: str, pool: str, project_dir: Path) -> Prepared:
         limit_created=limit_created,
         deployments=deployed,
         automations=automations,
+        crash_automation=crash,
     )
-
-
-def prepare(api_url: str, pool: str = DEFAULT_POOL, project_dir: Path = PROJECT_DIR) -> Prepared:
-    """Work pool, warehouse limit and every deployment on the server at ``api_url``; idempotent."""
-    with api(api_url):
-        return asyncio.run(_prepare(api_url, pool, project_dir))

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from deployments import DEFAULT_POOL
 from deployments.prepare import api, prepare
-from flows.common import WAREHOUSE_LIMIT
+from deployments.resilience import CRASH_AFTER_SECONDS, CRASH_AUTOMATION
 from searchflow.cli import cli
+from searchflow.contract import WAREHOUSE_LIMIT
 
 
 async def _server_state() -> dict:
@@ -27,6 +28,7 @@ async def _server_state() -> dict:
         "pool": pool.type,
         "deployments": {f"{d.name}": d for d in deployments},
         "automations": sorted(a.name for a in automations),
+        "crash": [a for a in automations if a.name == CRASH_AUTOMATION],
     }
 
 
@@ -43,12 +45,20 @@ def test_deploy_is_idempotent(prefect_server, prepared) -> None:
     assert state["limit"] == (1, True)
     assert state["pool"] == "process"
     assert len(state["deployments"]) == 6
-    assert len(state["automations"]) == 5  # recreated, never duplicated
+    assert len(state["automations"]) == 6  # recreated, never duplicated
+    (crash,) = state["crash"]  # one crash detector, updated in place
+    assert str(crash.id) == again.crash_automation == prepared.crash_automation
+    assert crash.trigger.within.total_seconds() == CRASH_AFTER_SECONDS
+    assert crash.actions[0].state.value == "CRASHED"
     for deployment in state["deployments"].values():
         assert deployment.work_pool_name == DEFAULT_POOL
         assert deployment.global_concurrency_limit.limit == 1
         assert all(not s.active for s in deployment.schedules)
-        assert deployment.pull_steps == [{"deployments.steps.set_project_directory": {}}]
+        assert deployment.pull_steps == [
+            {"deployments.steps.set_project_directory": {}},
+            {"deployments.steps.log_to_file": {}},
+        ]
+        assert deployment.job_variables["stream_output"] is False
 
 
 @pytest.mark.prefect_server
@@ -70,3 +80,19 @@ def test_deploy_without_a_server_is_one_line(monkeypatch) -> None:
     assert isinstance(result.exception, ServiceUnavailable)
     assert "does not answer" in str(result.exception)
     assert "\n" not in str(result.exception)
+
+
+@pytest.mark.prefect_server
+def test_deploy_points_every_deployment_at_another_pool(prefect_server, prepared) -> None:
+    """`--pool` reaches every deployment (plain `prefect deploy --all` ignores it); deploying to
+    the default pool again puts them back."""
+    other = "searchflow-other"
+    moved = prepare(prefect_server.api_url, other)
+    try:
+        assert moved.pool_created and moved.deployments == prepared.deployments
+        with api(prefect_server.api_url):
+            state = asyncio.run(_server_state())
+        assert {d.work_pool_name for d in state["deployments"].values()} == {other}
+    finally:
+        back = prepare(prefect_server.api_url)
+    assert back.deployments == prepared.deployments

@@ -1,5 +1,6 @@
-"""prefect.yaml: every entrypoint imports, names, parameters, triggers and schedules are what the
-chain needs (no server: this is the check that fails first when a flow changes its signature)."""
+"""prefect.yaml against the contract (searchflow/contract.py FLOWS): one deployment per served flow,
+with its entrypoint, name, parameters, trigger and schedules, and the settings every flow run gets
+(no server: this is the check that fails first when a flow or the contract changes)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,13 @@ import inspect
 import pytest
 
 from deployments import DEFAULT_POOL, PREFECT_YAML
-from deployments.follow import CHAIN, UPSTREAM
-from deployments.prepare import deployment_configs, load_project
+from deployments.follow import UPSTREAM
+from deployments.prepare import deployment_configs, deployment_file, load_project
+from deployments.resilience import FLOW_RUN_ENV
+from searchflow.contract import FLOWS
 
-EXPECTED = [deployment for _, deployment in CHAIN]
-TRIGGER_EVENT = {
-    "ingest-events": "searchflow.generation.validated",
-    "transform": "searchflow.ingestion.validated",
-    "sync-user-segments": "searchflow.transformation.validated",
-    "sync-email-triggers": "searchflow.transformation.validated",
-    "sync-recommendations": "searchflow.transformation.validated",
-}
+EXPECTED = [flow.deployment for flow in FLOWS]
+CONTRACT = {flow.deployment: flow for flow in FLOWS}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +43,7 @@ def test_one_deployment_per_flow(by_name: dict[str, dict]) -> None:
 def test_entrypoint_imports_and_names_the_flow(by_name: dict[str, dict], name: str) -> None:
     from prefect import Flow
 
+    assert by_name[name]["entrypoint"] == CONTRACT[name].entrypoint
     flow = _flow(by_name[name]["entrypoint"])
     assert isinstance(flow, Flow)
     assert flow.name == name
@@ -62,17 +60,18 @@ def test_parameters_are_flow_parameters(by_name: dict[str, dict], name: str) -> 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_triggers_chain_the_stages(by_name: dict[str, dict], name: str) -> None:
-    from prefect.cli.deploy._triggers import DeploymentTriggerAdapter
+    from prefect.events import DeploymentEventTrigger
 
     triggers = by_name[name].get("triggers") or []
-    if name == "generate-events":
+    if CONTRACT[name].trigger is None:
         assert triggers == []  # the chain's root is started by hand (or the demo)
         return
     assert len(triggers) == 1
     spec = dict(triggers[0])
-    trigger = DeploymentTriggerAdapter.validate_python(spec)
+    assert spec.pop("type") == "event"
+    trigger = DeploymentEventTrigger.model_validate(spec)
     assert trigger.enabled
-    assert trigger.expect == {TRIGGER_EVENT[name]}
+    assert trigger.expect == {CONTRACT[name].trigger}
     assert trigger.posture == "Reactive" and trigger.threshold == 1
     assert "searchflow.batch.*" in str(trigger.match)
     params = spec.get("parameters") or {}
@@ -104,9 +103,9 @@ def test_pull_step_is_importable_and_finds_the_project(project: dict, monkeypatc
     from deployments import PROJECT_DIR
     from deployments.steps import project_directory
 
-    (step,) = project["pull"]
-    (function,) = step
-    assert callable(import_object(function))
+    for step in project["pull"]:
+        (function,) = step
+        assert callable(import_object(function))
     monkeypatch.delenv("SEARCHFLOW_PROJECT_DIR", raising=False)
     assert project_directory() == PROJECT_DIR
     assert project_directory({"SEARCHFLOW_PROJECT_DIR": "/nonexistent"}) == PROJECT_DIR
@@ -128,3 +127,23 @@ def test_ingestion_reads_the_sink_generation_wrote(by_name: dict[str, dict]) -> 
     (trigger,) = by_name["ingest-events"]["triggers"]
     assert trigger["parameters"]["source"] == "{{ event.payload.sink }}"
     assert set(SINKS) <= set(SOURCES)
+
+
+def test_generated_deployment_file_points_every_deployment_at_the_pool(project: dict) -> None:
+    """What `prefect deploy --all` reads instead of prefect.yaml when --pool is given."""
+    generated = deployment_file(project, "docker-pool")
+    assert "definitions" not in generated
+    assert generated["pull"] == project["pull"]
+    assert [d["name"] for d in generated["deployments"]] == [
+        d["name"] for d in project["deployments"]
+    ]
+    assert {d["work_pool"]["name"] for d in generated["deployments"]} == {"docker-pool"}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_flow_runs_get_the_fault_settings(by_name: dict[str, dict], name: str) -> None:
+    """Heartbeats, client retries and quiet telemetry reach every run, on any pool; no run
+    streams its output through its worker."""
+    job_variables = by_name[name]["work_pool"]["job_variables"]
+    assert job_variables["env"] == FLOW_RUN_ENV
+    assert job_variables["stream_output"] is False
