@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "reconcile",
         "Report drift between a mart and its destination.",
     ),
+    "batches": (
+        "searchflow.cli.batches",
+        "batches",
+        "The batch ledger: list, show, release or discard a batch.",
+    ),
     "run": ("searchflow.cli.run", "run", "The whole chain in one process, no Prefect server."),
     "dq": ("searchflow.cli.dq", "dq", "Data-quality reports of the gates."),
     "deploy": (
@@ -50,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "searchflow.cli.demo",
         "demo",
         "Run the served chain end to end and show where to look.",
+    ),
+    "dashboard": (
+        "searchflow.cli.dashboard",
+        "dashboard",
+        "Serve the dashboards over the published marts.",
     ),
     "services": (
         "searchflow.cli.services",

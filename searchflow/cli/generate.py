@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
+from searchflow.cli.gating import gate_line, run_and_report
 from searchflow.config import get_settings
 from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
 from searchflow.contract import SINKS
-from searchflow.output import check_rate, format_table, report
+from searchflow.output import check_rate, format_table
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -18,12 +19,15 @@ def _rate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
 
 
 def _human(summary: Mapping[str, Any]) -> str:
-    head = (
-        f"generated {summary['events']:,} events (batch {summary['batch_id']}) "
-        f"into {summary['sink']}: {summary['out']}"
+    where = (
+        f"held in {summary['held']} (not sent to {summary['sink']})"
+        if summary.get("held")
+        else f"into {summary['sink']}: {summary['out']}"
     )
-    rows = {k: v for k, v in summary.items() if k not in {"batch_id", "sink", "out", "events"}}
-    return head + "\n" + format_table(rows)
+    head = f"generated {summary['events']:,} events (batch {summary['batch_id']}) {where}"
+    skip = {"batch_id", "sink", "out", "events", "gate", "held"}
+    rows = {k: v for k, v in summary.items() if k not in skip}
+    return head + "\n" + format_table(rows) + "\n" + gate_line(summary)
 
 
 SIMULATION_OPTIONS = [
@@ -117,9 +121,15 @@ def generate(as_json: bool, sink: str, out: str | None, **options: Any) -> None:
     """Simulate search, click and conversion events (see generator/README.md).
 
     Bulk mode backfills --days from --start; --live trickles at --rate until --events are sent
-    (or Ctrl-C).
+    (or Ctrl-C). The generation gate judges the batch before it is sent: a failing batch is held
+    (exit code 3) and `searchflow batches release ID` sends it later.
     """
-    from generator import run_generation
+    from pathlib import Path
 
-    summary = run_generation(get_settings(), sink=sink, out=out, **options)
-    report(summary, as_json, _human)
+    from flows.gated import gated_generate
+    from generator import config_from_options
+
+    settings = get_settings()
+    config = config_from_options(**options)
+    target = Path(out) if out else None
+    run_and_report(lambda: gated_generate(settings, config, sink, target), as_json, _human)

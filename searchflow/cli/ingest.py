@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
+from searchflow.cli.gating import gate_line, run_and_report
 from searchflow.config import get_settings
-from searchflow.output import format_table, report
-
-SOURCES = ("jsonl", "redis", "postgres")
+from searchflow.contract import SOURCES
+from searchflow.output import format_table
 
 
 def _human(summary: Mapping[str, Any]) -> str:
@@ -22,12 +22,9 @@ def _human(summary: Mapping[str, Any]) -> str:
     )
     if summary["landed"] == 0:
         head += "\nnothing new landed"
-    rest = {
-        k: v
-        for k, v in summary.items()
-        if k not in {"batch_id", "source", "read", "landed", "duplicates", "dead_letters"}
-    }
-    return head + "\n" + format_table(rest)
+    skip = {"batch_id", "source", "read", "landed", "duplicates", "dead_letters", "gate"}
+    rest = {k: v for k, v in summary.items() if k not in skip}
+    return head + "\n" + format_table(rest) + "\n" + gate_line(summary)
 
 
 @click.command()
@@ -54,9 +51,12 @@ def ingest(source: str, path: Path | None, consumer: str | None, as_json: bool) 
     """Land new events from jsonl, redis or postgres; re-runs land nothing twice.
 
     Malformed lines go to raw.dead_letter_events with their reason; counts reconcile:
-    read = landed + duplicates + dead_letters.
+    read = landed + duplicates + dead_letters. The ingestion gate then judges the landed batch:
+    a failing batch is held (exit code 3), its rows stay in the warehouse but out of the models.
     """
-    from searchflow.ingest import run_ingestion
+    from flows.gated import gated_ingest
 
-    summary = run_ingestion(get_settings(), source, path=path, consumer=consumer)
-    report(summary, as_json, _human)
+    settings = get_settings()
+    run_and_report(
+        lambda: gated_ingest(settings, source, path=path, consumer=consumer), as_json, _human
+    )

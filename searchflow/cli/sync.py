@@ -8,21 +8,34 @@ from typing import Any
 import click
 
 from searchflow.config import get_settings
+from searchflow.contract import SYNC_NAMES
+from searchflow.errors import GateFailed
 from searchflow.output import report
 
-CHOICES = ["user_segments", "email_triggers", "recommendations", "all"]
+CHOICES = [*SYNC_NAMES, "all"]
 
 
 def _human_syncs(summary: Mapping[str, Any]) -> str:
+    from searchflow.cli.gating import gate_line
     from searchflow.sync.report import SyncReport
 
     lines = []
     for data in summary["syncs"].values():
+        if data.get("nothing_new"):
+            lines.append(
+                f"{data['sync']}: nothing new to publish (mart version {data['mart_version']} "
+                f"already synced by {data['batch_id']})"
+            )
+            continue
         fields = {k: v for k, v in data.items() if k in SyncReport.__dataclass_fields__}
         lines.append(SyncReport(**fields).human())
+        if "gate" in data and not summary["dry_run"]:
+            lines.append(gate_line(data))
     verdict = (
         "dry run: nothing was written"
         if summary["dry_run"]
+        else "nothing new to publish: the served marts were already synced"
+        if summary.get("nothing_new")
         else (
             "nothing to write: destinations already match the marts"
             if not summary["written"]
@@ -43,11 +56,18 @@ def sync(name: str, dry_run: bool, full_resync: bool, as_json: bool) -> None:
 
     Incremental: only new, changed and removed rows are written; a second sync of an unchanged
     mart writes nothing. Each run is recorded in crm.sync_runs, bad mart rows in crm.sync_rejects.
+    Syncs read only the published marts; each destination is then gated (exit code 3 when a gate
+    fails), and a mart version a sync already delivered is not written again.
     """
-    from searchflow.sync import resolve_names, run_syncs
+    from flows.gated import gated_syncs
 
-    summary = run_syncs(get_settings(), resolve_names(name), dry_run, full_resync)
+    names = list(SYNC_NAMES) if name == "all" else [name]
+    summary, failures = gated_syncs(get_settings(), names, dry_run=dry_run, full_resync=full_resync)
     report(summary, as_json, _human_syncs)
+    if failures:
+        error = GateFailed("; ".join(str(f) for f in failures))
+        error.outcome = getattr(failures[0], "outcome", None)  # type: ignore[attr-defined]
+        raise error
 
 
 def _human_reconcile(summary: Mapping[str, Any]) -> str:
@@ -72,9 +92,10 @@ def _human_reconcile(summary: Mapping[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def reconcile(name: str, as_json: bool) -> None:
     """Compare each mart with its destination: missing, extra and different rows (writes nothing)."""
-    from searchflow.sync import resolve_names, run_reconcile
+    from searchflow.sync import run_reconcile
 
     settings = get_settings()
-    results = {n: run_reconcile(settings, n) for n in resolve_names(name)}
+    names = list(SYNC_NAMES) if name == "all" else [name]
+    results = {n: run_reconcile(settings, n) for n in names}
     summary = {"syncs": results, "in_sync": all(r["in_sync"] for r in results.values())}
     report(summary, as_json, _human_reconcile)
