@@ -1,0 +1,76 @@
+"""``searchflow dashboard``: serve the dashboards (Streamlit) over the published snapshot."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import click
+
+from searchflow.config import export_to_environ, get_settings
+from searchflow.errors import UsageError
+
+# Streamlit's options: no browser to open, no usage statistics sent, no file watcher (the app is
+# installed code, and watching costs a core), and a viewer's toolbar.
+STREAMLIT_OPTIONS: tuple[str, ...] = (
+    "--server.headless=true",
+    "--browser.gatherUsageStats=false",
+    "--server.fileWatcherType=none",
+    "--server.runOnSave=false",
+    "--global.developmentMode=false",
+    "--client.toolbarMode=viewer",
+    "--theme.base=light",
+)
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The command line that serves the app on ``host:port``."""
+    from searchflow.dashboard import APP
+
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        f"--server.address={host}",
+        f"--server.port={port}",
+        *STREAMLIT_OPTIONS,
+    ]
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve the dashboards on {host}:{port} ({exc.strerror or exc}); "
+                "pick another port with --port"
+            ) from None
+
+
+@click.command()
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 serves other machines too.",
+)
+def dashboard(port: int, host: str) -> None:
+    """Serve the dashboards on http://HOST:PORT until interrupted (Ctrl+C).
+
+    They read only the published Parquet snapshot ($SEARCHFLOW_HOME/published), never the
+    warehouse file, so they never block ingestion or transformation.
+    """
+    settings = get_settings()
+    _check_port(host, port)
+    export_to_environ(settings)
+    shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host
+    click.echo(f"dashboards: http://{shown}:{port}  (data: {settings.home_path}; Ctrl+C stops)")
+    sys.stdout.flush()
+    command = streamlit_command(host, port)
+    os.execv(command[0], command)
