@@ -1,13 +1,18 @@
 -- Per day and campaign (utm_source x utm_campaign): spend, and conversions and revenue credited by
 -- first touch and by last touch (journey conversions, counted on the booking's day). Summed over
 -- any range, the conversion and revenue columns equal mart_campaign_attribution's over the same
--- bookings; ROAS is revenue / spend and cost per booking spend / conversions over that range.
+-- bookings; ROAS is revenue / spend and cost per booking spend / conversions over that range, on
+-- paid campaigns (is_paid: listed in the price list, seed campaign_costs).
 with touches as (
     select * from {{ ref('int_conversion_touches') }}
 ),
 
 spend as (
     select * from {{ ref('int_campaign_spend') }}
+),
+
+costs as (
+    select * from {{ ref('stg_campaign_costs') }}
 ),
 
 first_touch as (
@@ -45,6 +50,7 @@ select
     d.utm_source || ' / ' || d.utm_campaign as campaign_key,
     d.utm_source,
     d.utm_campaign,
+    c.campaign_key is not null as is_paid,
     cast(coalesce(s.paid_clicks, 0) as bigint) as paid_clicks,
     cast(coalesce(s.spend, 0) as {{ money_type() }}) as spend,
     cast(coalesce(f.conversions, 0) as bigint) as first_touch_conversions,
@@ -52,6 +58,7 @@ select
     cast(coalesce(l.conversions, 0) as bigint) as last_touch_conversions,
     cast(coalesce(l.revenue, 0) as {{ money_type() }}) as last_touch_revenue
 from campaign_days as d
+left join costs as c on c.utm_source = d.utm_source and c.utm_campaign = d.utm_campaign
 left join spend as s
     on s.event_date = d.event_date and s.utm_source = d.utm_source and s.utm_campaign = d.utm_campaign
 left join first_touch as f
