@@ -1,7 +1,7 @@
 -- The segment distribution over time, from the SCD2 snapshot: at each build that recorded the
 -- snapshot (its as-of time), how many users were in each segment. A view over the snapshot, like
 -- mart_segment_transitions.
-{{ config(materialized='view') }}
+{{ config(materialized='view', meta={'after_publication': true}) }}
 
 with versions as (
     select * from {{ ref('user_segments_snapshot') }}

@@ -1,7 +1,8 @@
 -- Who moved from which segment to which, and when: one row per version of a user's segment in the
 -- SCD2 snapshot, with the segment it replaced ('(new)' for a user's first version). A view, so it
--- always reflects the snapshot as it is now (the snapshot runs after each publication).
-{{ config(materialized='view') }}
+-- always reflects the snapshot as it is now. Built after publication, with the snapshot, straight
+-- into the published schema (meta after_publication, see generate_schema_name).
+{{ config(materialized='view', meta={'after_publication': true}) }}
 
 with versions as (
     select * from {{ ref('user_segments_snapshot') }}
