@@ -1,19 +1,35 @@
-"""What every SearchFlow flow shares: the warehouse slot and the stage events.
+"""What every SearchFlow flow shares: the warehouse slot, the gated run and the stage events.
 
 The warehouse is one DuckDB file and DuckDB allows one writer process, so every flow that opens it
 holds the ``searchflow-warehouse`` global concurrency slot (strict: a missing limit is an error, not
-a silent free-for-all). Stages are chained by the events emitted here.
+a silent free-for-all). Each flow runs its stage through :mod:`flows.gated` (write, audit, publish,
+recorded in the ledger with the flow run's id) and then emits the event that chains the next
+stage, carrying the batch id the next flow records as its parent. The names (stages, events, the
+limit) come from :mod:`searchflow.contract`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-WAREHOUSE_LIMIT = "searchflow-warehouse"
-EVENT_PREFIX = "searchflow"
-STAGES = ("generation", "ingestion", "transformation", "sync")
+from searchflow.contract import STAGES, WAREHOUSE_LIMIT, event_name
+from searchflow.errors import GateFailed, SearchflowError
+
+__all__ = [
+    "STAGES",
+    "WAREHOUSE_LIMIT",
+    "current_flow_run_id",
+    "emit_stage_event",
+    "event_name",
+    "gate_and_signal",
+    "RETRIES",
+    "retry_unless_user_error",
+    "run_and_signal",
+    "stage_task",
+    "warehouse_slot",
+]
 
 
 @contextmanager
@@ -25,11 +41,96 @@ def warehouse_slot(strict: bool = True) -> Iterator[None]:
         yield
 
 
-def event_name(stage: str, outcome: str) -> str:
-    """``searchflow.<stage>.<outcome>``, outcome being ``validated`` or ``failed``."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    return f"{EVENT_PREFIX}.{stage}.{outcome}"
+def current_flow_run_id() -> str | None:
+    """The id of the flow run this code runs in, for the ledger; None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else None
+
+
+# Attempts after the first, per stage (issue 11): a retry is safe in each (ingestion lands exactly
+# once, a build is rebuilt, a sync converges), and never used on a user error or a held batch.
+RETRIES: dict[str, int] = {"ingestion": 3, "transformation": 2, "sync": 2}
+
+
+def _failure(state: Any) -> BaseException | None:
+    data = getattr(state, "data", None)
+    if isinstance(data, BaseException):
+        return data
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:
+        return exc
+    return result if isinstance(result, BaseException) else None
+
+
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """A task's ``retry_condition_fn``: retry what may be transient (a server that did not answer,
+    an unexpected error), never a user error or a held batch: both are
+    :class:`SearchflowError`s that a retry cannot fix."""
+    from searchflow.errors import ServiceUnavailable
+
+    exc = _failure(state)
+    if isinstance(exc, ServiceUnavailable):
+        return True
+    return not isinstance(exc, SearchflowError)
+
+
+def stage_task(stage: str, fn: Callable[..., Any], name: str) -> Any:
+    """``fn`` as a Prefect task with the stage's retries and the configured delay.
+
+    Built when the flow runs, so the delay (``SEARCHFLOW_RETRY_DELAY_SECONDS``) is read from the
+    settings of that run. No result caching: every attempt runs.
+    """
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    from searchflow.config import get_settings
+
+    return task(
+        fn,
+        name=name,
+        retries=RETRIES[stage],
+        retry_delay_seconds=get_settings().retry_delay_seconds,
+        retry_condition_fn=retry_unless_user_error,
+        cache_policy=NO_CACHE,
+    )
+
+
+def _counts(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "batch_id"}
+
+
+def run_and_signal(
+    stage: str,
+    run: Callable[[], dict[str, Any]],
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a gated stage and emit the event that chains (or stops) the next stage.
+
+    Pass: ``searchflow.<stage>.validated`` with the batch id (the next flow's parent) and counts.
+    Held: ``searchflow.<stage>.failed`` names the reasons and the GateFailed propagates, so the
+    flow run fails and nothing downstream runs on the batch. A run with nothing new (no gate)
+    emits nothing. ``labels`` are string fields added to the payload for the next trigger.
+    """
+    try:
+        summary = run()
+    except GateFailed as exc:
+        held = getattr(exc, "summary", None) or {}
+        emit_stage_event(
+            stage,
+            "failed",
+            str(held.get("batch_id", "")),
+            {**_counts(held), **(labels or {}), "reason": str(exc)},
+        )
+        raise
+    if summary.get("gate") is None:
+        return summary
+    emit_stage_event(
+        stage, "validated", str(summary["batch_id"]), {**_counts(summary), **(labels or {})}
+    )
+    return summary
 
 
 def flat_payload(payload: Mapping[str, Any]) -> dict[str, str | int | float | bool]:

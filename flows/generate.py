@@ -1,4 +1,5 @@
-"""Flow ``generate-events``: simulate a batch, send it to a sink, gate it, signal ingestion."""
+"""Flow ``generate-events``: simulate a batch, gate it, send it to a sink (or hold it), signal
+ingestion. The write-audit-publish is :func:`flows.gated.gated_generate`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import gate_and_signal
+from flows.common import current_flow_run_id, run_and_signal, warehouse_slot
 from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
 from searchflow.contract import SINKS
 
@@ -28,10 +29,13 @@ def generate_events(
     duplicate_rate: float = DEFAULTS.duplicate_rate,
     late_rate: float = DEFAULTS.late_rate,
 ) -> dict[str, Any]:
-    """Generate events (no warehouse slot: the generator never opens the DuckDB file)."""
+    """Generate a batch; the gate judges it before the sink is written. The warehouse slot is
+    held only while the ledger row is written."""
     from pathlib import Path
 
-    from generator import config_from_options, run
+    from flows.gated import gated_generate
+    from flows.reports import publish_gate_artifact
+    from generator import config_from_options
     from searchflow.config import get_settings
 
     settings = get_settings()
@@ -49,10 +53,23 @@ def generate_events(
         duplicate_rate=duplicate_rate,
         late_rate=late_rate,
     )
-    batch, summary = run(settings, config, sink, Path(out) if out else None)
-    print(f"generated {summary['events']} events (batch {batch.batch_id}) into {summary['out']}")
     # the sink rides on the event: the ingest-events trigger reads from where this batch went
-    gate_and_signal("generation", settings, summary, data=batch, labels={"sink": sink})
+    summary = run_and_signal(
+        "generation",
+        lambda: gated_generate(
+            settings,
+            config,
+            sink,
+            Path(out) if out else None,
+            flow_run_id=current_flow_run_id(),
+            warehouse_guard=warehouse_slot,
+            on_gate=publish_gate_artifact,
+        ),
+        labels={"sink": sink},
+    )
+    print(
+        f"generated {summary['events']} events (batch {summary['batch_id']}) into {summary['out']}"
+    )
     return summary
 
 

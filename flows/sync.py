@@ -1,8 +1,10 @@
 """The three sync flows: ``sync-user-segments``, ``sync-email-triggers``, ``sync-recommendations``.
 
-Thin by design: the logic is :mod:`searchflow.sync`. Each flow runs one task with retries for
-transient connection errors (a permission error or bad data fails at once), then the sync gate,
-which emits ``searchflow.sync.validated`` or ``searchflow.sync.failed``.
+Thin by design: the write-audit-publish is :func:`flows.gated.gated_sync` (the logic is
+:mod:`searchflow.sync`). Each flow runs one task, retried on transient connection errors (a
+permission error, bad data or a failed gate fails at once); the task syncs the published mart
+version, gates the destination and records it in the ledger with its parent (the mart version from
+the triggering event). The flow then emits ``searchflow.sync.validated`` or ``searchflow.sync.failed``.
 
 Postgres credentials come from the ``searchflow-postgres`` SqlAlchemyConnector block (created from
 the resolved SEARCHFLOW_POSTGRES_URL the first time), so production secrets live in Prefect blocks;
@@ -14,24 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
-from flows.common import gate_and_signal, warehouse_slot
+from flows.common import current_flow_run_id, run_and_signal, stage_task, warehouse_slot
+from searchflow.contract import SYNCS
 
 POSTGRES_BLOCK = "searchflow-postgres"
-
-
-def _transient_failure(task_, task_run, state) -> bool:
-    """Retry only when the servers did not answer (ServiceUnavailable), never on bad data."""
-    from searchflow.errors import ServiceUnavailable
-
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception:
-            return True
-    return isinstance(exc, ServiceUnavailable)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -59,74 +49,72 @@ def postgres_block(settings: Any):
     return block
 
 
-def block_connect(block):
-    """Connections for the sync: pooled DB-API connections of the block's engine (psycopg2)."""
-    engine = block.get_engine()
-    return engine.raw_connection
-
-
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_failure)
-def sync_task(name: str, dry_run: bool, full_resync: bool, batch_id: str | None) -> dict[str, Any]:
+def _sync(
+    name: str, dry_run: bool, full_resync: bool, parent_batch_id: str, flow_run_id: str | None
+) -> dict[str, Any]:
+    from flows.gated import gated_sync
+    from flows.reports import publish_gate_artifact
     from searchflow.config import get_settings
-    from searchflow.sync import run_sync
 
     settings = get_settings()
-    block = postgres_block(settings)
+    engine = postgres_block(settings).get_engine()
     try:
-        return run_sync(
+        return gated_sync(
             settings,
             name,
-            dry_run,
-            full_resync,
-            batch_id=batch_id,
-            attempts=1,  # Prefect retries the task
-            pg_connect=block_connect(block),
+            flow_run_id=flow_run_id,
+            dry_run=dry_run,
+            full_resync=full_resync,
+            parent_batch_id=parent_batch_id,
             warehouse_guard=warehouse_slot,
+            on_gate=publish_gate_artifact,
+            attempts=1,  # Prefect retries the task
+            pg_connect=engine.raw_connection,
         )
     finally:
-        engine = getattr(block, "_engine", None)
-        if engine is not None:
-            engine.dispose()
+        engine.dispose()
 
 
-def _run(name: str, dry_run: bool, full_resync: bool, batch_id: str | None) -> dict[str, Any]:
-    from searchflow.config import get_settings
+def _run(name: str, dry_run: bool, full_resync: bool, parent_batch_id: str) -> dict[str, Any]:
     from searchflow.sync.report import SyncReport
 
-    summary = sync_task(name, dry_run, full_resync, batch_id)
+    flow_run_id = current_flow_run_id()
+    sync = stage_task("sync", _sync, f"sync-{name.replace('_', '-')}")
+    run = lambda: sync(name, dry_run, full_resync, parent_batch_id, flow_run_id)  # noqa: E731
+    summary = run() if dry_run else run_and_signal("sync", run)
+    if summary.get("nothing_new"):
+        print(f"{name}: nothing new to publish (mart version {summary['mart_version']})")
+        return summary
     fields = {k: v for k, v in summary.items() if k in SyncReport.__dataclass_fields__}
     print(SyncReport(**fields).human())
-    if not dry_run:
-        gate_and_signal("sync", get_settings(), summary)
     return summary
 
 
 @flow(name="sync-user-segments", log_prints=True)
 def sync_user_segments(
-    dry_run: bool = False, full_resync: bool = False, batch_id: str | None = None
+    dry_run: bool = False, full_resync: bool = False, parent_batch_id: str = ""
 ) -> dict[str, Any]:
-    """marketing.mart_user_segments -> crm.user_segments (upsert, mirror deletes)."""
-    return _run("user_segments", dry_run, full_resync, batch_id)
+    """marketing.mart_user_segments -> crm.user_segments (upsert, mirror deletes).
+
+    ``parent_batch_id``: the mart version whose event woke this run (for the record)."""
+    return _run("user_segments", dry_run, full_resync, parent_batch_id)
 
 
 @flow(name="sync-email-triggers", log_prints=True)
 def sync_email_triggers(
-    dry_run: bool = False, full_resync: bool = False, batch_id: str | None = None
+    dry_run: bool = False, full_resync: bool = False, parent_batch_id: str = ""
 ) -> dict[str, Any]:
     """marketing.mart_email_triggers -> crm.email_queue (insert-only)."""
-    return _run("email_triggers", dry_run, full_resync, batch_id)
+    return _run("email_triggers", dry_run, full_resync, parent_batch_id)
 
 
 @flow(name="sync-recommendations", log_prints=True)
 def sync_recommendations(
-    dry_run: bool = False, full_resync: bool = False, batch_id: str | None = None
+    dry_run: bool = False, full_resync: bool = False, parent_batch_id: str = ""
 ) -> dict[str, Any]:
     """marketing.mart_recommendations -> Redis reco:{user_id} (TTL 24 h)."""
-    return _run("recommendations", dry_run, full_resync, batch_id)
+    return _run("recommendations", dry_run, full_resync, parent_batch_id)
 
 
-FLOWS = {
-    "user_segments": sync_user_segments,
-    "email_triggers": sync_email_triggers,
-    "recommendations": sync_recommendations,
-}
+# by sync name, in the contract's order
+FLOWS = {spec.name: globals()[spec.flow] for spec in SYNCS}

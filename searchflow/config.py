@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Recommendations gate: reco:* keys sampled."
     )
 
+    retry_delay_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="Served flows: seconds between retries of a stage that failed transiently.",
+    )
+
     @field_validator("postgres_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
