@@ -40,6 +40,8 @@ from searchflow.events import EVENT_TYPES
 
 Guard = Callable[[], AbstractContextManager[Any]]
 Builder = Callable[..., dict[str, Any]]
+# Called with the gate's full outcome, passed or not (the flows publish it as an artifact).
+OnGate = Callable[[Mapping[str, Any]], Any] | None
 
 HELD_DIR = "held"
 
@@ -124,8 +126,11 @@ def _verdict(
     guard: Guard,
     *,
     forced: bool = False,
+    on_gate: OnGate = None,
 ) -> dict[str, Any]:
     """Write the gate's verdict to the ledger and the summary; raise a held batch's GateFailed."""
+    if on_gate is not None:
+        on_gate(outcome)
     status = str(outcome.get("status", "errored"))
     brief = gate_brief(outcome, forced=forced)
     summary["gate"] = brief
@@ -157,6 +162,7 @@ def gated_generate(
     *,
     flow_run_id: str | None = None,
     warehouse_guard: Guard = nullcontext,
+    on_gate: OnGate = None,
 ) -> dict[str, Any]:
     """Generate a batch, gate it in memory, then write it to ``sink`` (pass) or hold it (fail)."""
     from generator import generate
@@ -190,7 +196,9 @@ def gated_generate(
             counts={**_counts(summary), "out": summary["out"], "config": config.canonical()},
             flow_run_id=flow_run_id,
         )
-    return _verdict(settings, "generation", summary, outcome, failure, warehouse_guard)
+    return _verdict(
+        settings, "generation", summary, outcome, failure, warehouse_guard, on_gate=on_gate
+    )
 
 
 def _emit(
@@ -291,6 +299,7 @@ def gated_ingest(
     flow_run_id: str | None = None,
     parent_batch_id: str = "",
     warehouse_guard: Guard = nullcontext,
+    on_gate: OnGate = None,
 ) -> dict[str, Any]:
     """Land what is new from ``source``, gate the landed batch, publish or hold it.
 
@@ -321,7 +330,9 @@ def gated_ingest(
             flow_run_id=flow_run_id,
         )
     outcome, failure = audit("ingestion", settings, summary)
-    return _verdict(settings, "ingestion", summary, outcome, failure, warehouse_guard)
+    return _verdict(
+        settings, "ingestion", summary, outcome, failure, warehouse_guard, on_gate=on_gate
+    )
 
 
 def release_ingestion(
@@ -381,6 +392,7 @@ def gated_transform(
     parent_batch_id: str = "",
     build: Builder | None = None,
     warehouse_guard: Guard = nullcontext,
+    on_gate: OnGate = None,
 ) -> dict[str, Any]:
     """Build the marts, gate them, publish on pass; on fail the served version stays.
 
@@ -410,7 +422,9 @@ def gated_transform(
         )
     summary["parents"] = parents
     outcome, failure = audit("transformation", settings, summary)
-    return _verdict(settings, "transformation", summary, outcome, failure, warehouse_guard)
+    return _verdict(
+        settings, "transformation", summary, outcome, failure, warehouse_guard, on_gate=on_gate
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,6 +458,7 @@ def gated_sync(
     full_resync: bool = False,
     parent_batch_id: str = "",
     warehouse_guard: Guard = nullcontext,
+    on_gate: OnGate = None,
     **sync_options: Any,
 ) -> dict[str, Any]:
     """Sync the served mart version to its destination, gate the destination, record it.
@@ -500,7 +515,7 @@ def gated_sync(
             flow_run_id=flow_run_id,
         )
     outcome, failure = audit("sync", settings, summary)
-    return _verdict(settings, "sync", summary, outcome, failure, warehouse_guard)
+    return _verdict(settings, "sync", summary, outcome, failure, warehouse_guard, on_gate=on_gate)
 
 
 def _sync_names() -> tuple[str, ...]:
