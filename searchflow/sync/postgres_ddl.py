@@ -56,6 +56,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("failed", "bigint NOT NULL DEFAULT 0"),
         ("seconds", "double precision"),
         ("error", "text"),
+        # The published mart version the run read (the transform run that published it).
+        ("mart_version", "text"),
     ),
     "sync_rejects": (
         ("reject_id", "bigserial PRIMARY KEY"),
@@ -72,6 +74,7 @@ INDEXES: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS sync_runs_sync_started ON {SCHEMA}.sync_runs (sync, started_at)",
     f"CREATE INDEX IF NOT EXISTS sync_rejects_run ON {SCHEMA}.sync_rejects (run_id)",
     f"CREATE INDEX IF NOT EXISTS email_queue_status ON {SCHEMA}.email_queue (status)",
+    f"CREATE INDEX IF NOT EXISTS sync_runs_version ON {SCHEMA}.sync_runs (sync, mart_version)",
 )
 
 

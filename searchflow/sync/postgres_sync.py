@@ -334,17 +334,30 @@ def record_rejects(cur, report: SyncReport, spec: MartSpec, batch: MartBatch) ->
     copy_arrow(cur, table, f"{SCHEMA}.sync_rejects", tuple(table.column_names))
 
 
-def record_run(cur, report: SyncReport) -> None:
+def record_run(cur, report: SyncReport | dict) -> None:
     """The run's row in ``crm.sync_runs`` (same transaction as the writes it describes)."""
+    row = report.to_dict() if isinstance(report, SyncReport) else report
     cur.execute(
         f"""
         INSERT INTO {SCHEMA}.sync_runs (run_id, sync, batch_id, started_at, finished_at, status,
-            full_resync, read, inserted, updated, unchanged, deleted, failed, seconds, error)
+            full_resync, read, inserted, updated, unchanged, deleted, failed, seconds, error,
+            mart_version)
         VALUES (%(run_id)s, %(sync)s, %(batch_id)s, %(started_at)s, %(finished_at)s, %(status)s,
             %(full_resync)s, %(read)s, %(inserted)s, %(updated)s, %(unchanged)s, %(deleted)s,
-            %(failed)s, %(seconds)s, %(error)s)
+            %(failed)s, %(seconds)s, %(error)s, %(mart_version)s)
         ON CONFLICT (run_id) DO UPDATE SET finished_at = EXCLUDED.finished_at,
             status = EXCLUDED.status, error = EXCLUDED.error, seconds = EXCLUDED.seconds
         """,
-        report.to_dict(),
+        row,
     )
+
+
+def synced_by(cur, sync: str, mart_version: str) -> str | None:
+    """The run of ``sync`` that already delivered ``mart_version`` successfully, if any."""
+    cur.execute(
+        f"SELECT run_id FROM {SCHEMA}.sync_runs WHERE sync = %s AND mart_version = %s "
+        "AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1",
+        (sync, mart_version),
+    )
+    row = cur.fetchone()
+    return row[0] if row else None

@@ -13,6 +13,10 @@ class SyncReport:
 
     ``failed`` counts the mart rows the destination could not take (rejects, each with its reason in
     ``crm.sync_rejects``). A dry run carries the counts the real run would have had.
+    ``mart_version`` is the published mart version read (None before the first publication);
+    ``nothing_new`` says this sync had already delivered it (``synced_by``: that run), so nothing
+    was read or written. ``recorded_failures`` are earlier failed runs that could not be written to
+    ``crm.sync_runs`` when they failed (Postgres was down) and were recorded by this run.
     """
 
     sync: str
@@ -24,6 +28,7 @@ class SyncReport:
     full_resync: bool = False
     status: str = "running"
     finished_at: datetime | None = None
+    mart_version: str | None = None
     read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -33,6 +38,9 @@ class SyncReport:
     seconds: float = 0.0
     error: str | None = None
     reject_reasons: dict[str, int] = field(default_factory=dict)
+    nothing_new: bool = False
+    synced_by: str | None = None
+    recorded_failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -44,13 +52,26 @@ class SyncReport:
         return out
 
     def human(self) -> str:
-        mode = " (dry run, nothing written)" if self.dry_run else ""
-        text = (
-            f"{self.sync:<16} -> {self.destination}: read {self.read:,}, inserted {self.inserted:,}, "
-            f"updated {self.updated:,}, unchanged {self.unchanged:,}, deleted {self.deleted:,}, "
-            f"failed {self.failed:,} in {self.seconds:.2f}s{mode}"
-        )
+        if self.nothing_new:
+            text = (
+                f"{self.sync:<16} -> {self.destination}: nothing new to publish (mart version "
+                f"{self.mart_version} already synced by run {self.synced_by})"
+            )
+        else:
+            mode = " (dry run, nothing written)" if self.dry_run else ""
+            version = f" (mart version {self.mart_version})" if self.mart_version else ""
+            text = (
+                f"{self.sync:<16} -> {self.destination}{version}: read {self.read:,}, "
+                f"inserted {self.inserted:,}, updated {self.updated:,}, "
+                f"unchanged {self.unchanged:,}, deleted {self.deleted:,}, "
+                f"failed {self.failed:,} in {self.seconds:.2f}s{mode}"
+            )
         if self.reject_reasons:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_reasons.items()))
             text += f"\n{'':<16}    rejects: {reasons} (see crm.sync_rejects)"
+        for run in self.recorded_failures:
+            text += (
+                f"\n{'':<16}    recorded an earlier failed run of {run['sync']} "
+                f"({run['run_id']}, started {run['started_at']}): {run['error']}"
+            )
         return text

@@ -1,8 +1,8 @@
-"""Retries with backoff for transient connection errors, on the command-line path.
+"""Retries with backoff for transient failures, on the command-line path.
 
-In served runs Prefect task retries do this job (flows/sync.py); the CLI and ``searchflow run`` have
-no Prefect, so the plain code retries itself. Only connection-level failures are retried: a
-permission error or bad data fails at once.
+In served runs Prefect's retries do this job (flows/sync.py); the CLI and ``searchflow run`` have
+no Prefect, so the plain code retries itself. Only what :func:`searchflow.sync.failures.is_transient`
+calls transient is retried: a permission error, wrong credentials or bad data fail at once.
 """
 
 from __future__ import annotations
@@ -11,25 +11,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from searchflow.errors import ServiceUnavailable
+from searchflow.sync.failures import is_transient
 
 T = TypeVar("T")
-
-
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions worth another attempt: the server did not answer or dropped the connection."""
-    import psycopg2
-    import redis
-
-    return (
-        psycopg2.OperationalError,
-        psycopg2.InterfaceError,
-        redis.ConnectionError,
-        redis.TimeoutError,
-        ConnectionError,
-        TimeoutError,
-        ServiceUnavailable,
-    )
 
 
 def with_retries(
@@ -38,13 +22,13 @@ def with_retries(
     base_delay: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``fn``; on a transient error wait 0.5 s, 1 s, ... and call again, ``attempts`` in all."""
-    transient = transient_errors()
+    """Call ``fn``; on a transient error wait ``base_delay``, then twice as long each time, and
+    call again, ``attempts`` in all."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except transient:
-            if attempt == attempts:
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
                 raise
             sleep(base_delay * 2 ** (attempt - 1))
     raise AssertionError("unreachable")

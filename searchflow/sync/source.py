@@ -5,6 +5,12 @@ open it at all. A sync therefore opens the file read-only, runs one query per ma
 result as Arrow and closes the file before it talks to any destination: the warehouse is held for
 the time of a columnar scan, never for the time of a network write.
 
+The marts a sync reads are the published ones: once transformations publish, the mart names are
+views of the served version, and the version (the transform run that published it, the latest
+row of ``ops.publish_log``) is read in the same connection as the rows, so the version a sync
+records is the one whose rows it wrote. Before the first publication there is no version and the
+marts are read as they are.
+
 Rows a destination cannot take (a NULL or duplicated key, a missing required value) are split off in
 the same query as rejects with a reason, so a bad mart row becomes a ``crm.sync_rejects`` row
 instead of a crash or a silently wrong destination.
@@ -41,6 +47,7 @@ class MartBatch:
 
     good: pa.Table
     rejects: pa.Table
+    version: str | None = None  # the published mart version read; None before any publication
 
     @property
     def read(self) -> int:
@@ -85,25 +92,52 @@ def reject_query(spec: MartSpec) -> str:
     """
 
 
-def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
-    """Read one mart read-only into Arrow and close the file at once."""
-    prefer_jemalloc()
+def published_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The served mart version (:func:`searchflow.ledger.published_version`); None before the
+    first publication, or in a warehouse that has no ledger yet."""
+    from searchflow import ledger
+
+    try:
+        row = ledger.published_version(con)
+    except duckdb.CatalogException:  # no ops.publish_log: nothing was ever published
+        return None
+    return str(row["version"]) if row else None
+
+
+def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
     path = settings.warehouse_path
     if not path.exists():
-        raise missing_mart_error(spec.mart)
+        raise missing_mart_error(mart)
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise lock_error(path, exc) from None
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
+
+
+def read_version(settings: Settings, spec: MartSpec) -> str | None:
+    """The published version of the marts, read alone (to skip a sync before reading its mart)."""
+    con = _open(settings, spec.mart)
+    try:
+        return published_version(con)
+    finally:
+        con.close()
+
+
+def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
+    """Read one mart and the published version read-only into Arrow and close the file at once."""
+    prefer_jemalloc()
+    con = _open(settings, spec.mart)
     try:
         try:
+            con.execute("BEGIN TRANSACTION")  # the version and the rows from one snapshot
+            version = published_version(con)
             if con.execute(clean_query(spec)).fetchone()[0]:
                 cols = ", ".join(spec.columns)
                 good = con.execute(f"SELECT {cols} FROM {spec.mart}").to_arrow_table()
                 empty = con.execute(f"{reject_query(spec)} LIMIT 0").to_arrow_table()
-                return MartBatch(good=good, rejects=empty)
+                return MartBatch(good=good, rejects=empty, version=version)
             table = con.execute(reject_query(spec)).to_arrow_table()
         except duckdb.CatalogException as exc:
             if spec.mart.split(".")[-1] in str(exc):
@@ -122,4 +156,4 @@ def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     rejected = pc.is_valid(table["_reason"])
     good = table.filter(pc.invert(rejected)).select(list(spec.columns))
     rejects = table.filter(rejected)
-    return MartBatch(good=good, rejects=rejects)
+    return MartBatch(good=good, rejects=rejects, version=version)

@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 import redis
 
-from searchflow.sync import postgres_sync, run_reconcile, run_sync
+from searchflow.sync import postgres_sync, redis_sync, run_reconcile, run_sync
 
 from .marts import AS_OF, reco_row, trigger_row
 
@@ -102,42 +102,74 @@ def test_rows_written_behind_the_plan_fall_back_to_the_upsert(
 
 
 def test_keys_of_other_applications_are_left_alone(service_settings, build_marts, rds):
-    """Other keys in the database force a SCAN for extras; they are never touched."""
+    """A mirror deletes only what it wrote: another application's keys, under the same prefix or
+    not, survive every sync, a full resync included, and reconcile does not call them extra."""
     build_marts(recos=[reco_row(i) for i in range(6)])
     rds.set("other:app", "keep")
     rds.xadd("events", {"a": "1"})
+    theirs = {f"reco:theirs_{i}": json.dumps({"destinations": [], "score": i}) for i in range(50)}
+    rds.mset(theirs)
     first = run_sync(service_settings, "recommendations")
     assert (first["inserted"], first["deleted"]) == (6, 0)
-    rds.set("reco:ghost", json.dumps({"destinations": [], "score": 0}))
+    build_marts(recos=[reco_row(i) for i in range(4)])  # two of our users leave the mart
+    drift = run_reconcile(service_settings, "recommendations")
+    assert (drift["extra"], drift["extra_sample"]) == (2, ["user_4", "user_5"])
     again = run_sync(service_settings, "recommendations")
     assert (again["inserted"], again["updated"], again["deleted"], again["unchanged"]) == (
         0,
         0,
-        1,
-        6,
+        2,
+        4,
     )
+    assert run_sync(service_settings, "recommendations", full_resync=True)["deleted"] == 0
+    assert rds.get("reco:user_4") is None and rds.get("reco:user_5") is None
     assert rds.get("other:app") == b"keep" and rds.xlen("events") == 1
-    assert rds.get("reco:ghost") is None
+    assert {k: v.decode() for k, v in zip(theirs, rds.mget(list(theirs)), strict=True)} == theirs
+    assert run_reconcile(service_settings, "recommendations")["in_sync"]
+    assert rds.smembers(redis_sync.owned_set()) == {f"reco:user_{i}".encode() for i in range(4)}
 
 
-def test_only_reco_keys_skip_the_scan_and_still_find_extras(
-    service_settings, build_marts, rds, monkeypatch
-):
+def test_an_unchanged_sync_reads_no_owned_members(service_settings, build_marts, rds, monkeypatch):
     build_marts(recos=[reco_row(i) for i in range(5)])
     run_sync(service_settings, "recommendations")
     calls: list[str] = []
-    original = redis.Redis.scan_iter
+    original = redis_sync._owned_members
 
-    def spy(self, *args, **kwargs):
-        calls.append("scan")
-        return original(self, *args, **kwargs)
+    def spy(*args, **kwargs):
+        calls.append("smembers")
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(redis.Redis, "scan_iter", spy)
+    monkeypatch.setattr(redis_sync, "_owned_members", spy)
     assert run_sync(service_settings, "recommendations")["unchanged"] == 5
-    assert calls == []  # DBSIZE == keys found: nothing else to list
+    assert calls == []  # the owned set holds exactly the mart's keys: nothing to delete
     build_marts(recos=[reco_row(i) for i in range(3)])
     report = run_sync(service_settings, "recommendations")
-    assert (report["deleted"], report["unchanged"]) == (2, 3) and calls == ["scan"]
+    assert (report["deleted"], report["unchanged"]) == (2, 3) and calls == ["smembers"]
+
+
+def test_an_expired_owned_key_leaves_the_set_without_counting_as_deleted(
+    service_settings, build_marts, rds
+):
+    build_marts(recos=[reco_row(i) for i in range(3)])
+    run_sync(service_settings, "recommendations")
+    rds.delete("reco:user_2")  # as if its TTL ran out
+    build_marts(recos=[reco_row(i) for i in range(2)])
+    assert run_reconcile(service_settings, "recommendations")["extra"] == 0
+    report = run_sync(service_settings, "recommendations")
+    assert (report["deleted"], report["unchanged"]) == (0, 2)
+    assert rds.scard(redis_sync.owned_set()) == 2
+
+
+def test_the_key_prefix_is_configurable(service_settings, build_marts, rds):
+    build_marts(recos=[reco_row(i) for i in range(3)])
+    rds.set("reco:user_0", "another application's")
+    settings = service_settings.model_copy(update={"reco_prefix": "sf:reco:"})
+    report = run_sync(settings, "recommendations")
+    assert report["inserted"] == 3 and report["destination"] == "redis sf:reco:{user_id}"
+    assert json.loads(rds.get("sf:reco:user_1"))["destinations"]
+    assert rds.get("reco:user_0") == b"another application's"
+    assert rds.scard(redis_sync.owned_set("sf:reco:")) == 3
+    assert run_reconcile(settings, "recommendations")["in_sync"]
 
 
 def test_value_with_extra_fields_or_other_spelling_is_rewritten(service_settings, build_marts, rds):

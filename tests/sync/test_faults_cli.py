@@ -14,6 +14,8 @@ from searchflow.cli import cli
 from searchflow.errors import SearchflowError, ServiceUnavailable
 from searchflow.sync import run_sync
 
+from .marts import reco_row
+
 pytestmark = pytest.mark.services
 
 # What docs/reverse-etl.md tells an administrator to grant (keep the two in step).
@@ -132,7 +134,9 @@ def test_cli_missing_mart_is_one_line(service_env):
     assert exit_info.value.code == 1
 
 
-def test_recommendations_run_as_a_least_privilege_redis_user(service_settings, default_marts):
+def test_recommendations_run_as_a_least_privilege_redis_user(
+    service_settings, default_marts, build_marts
+):
     """The ACL docs/reverse-etl.md gives a Redis user is enough for sync, dry run and reconcile."""
     import redis
 
@@ -144,19 +148,25 @@ def test_recommendations_run_as_a_least_privilege_redis_user(service_settings, d
     admin = redis.Redis.from_url(service_settings.redis_url)
     user, password = f"sf_sync_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin.execute_command(
-        "ACL", "SETUSER", user, "on", f">{password}", "~reco:*",
-        "+mget", "+set", "+pexpireat", "+unlink", "+scan", "+dbsize", "+ping", "+select",
+        "ACL", "SETUSER", user, "on", f">{password}", "~reco:*", "~searchflow:owned:*",
+        "+mget", "+set", "+pexpireat", "+unlink", "+exists", "+dbsize", "+ping", "+select",
+        "+sadd", "+srem", "+scard", "+smembers",
     )  # fmt: skip
     try:
         netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 6379}"
         settings = service_settings.model_copy(
             update={"redis_url": urlunsplit(parts._replace(netloc=netloc))}
         )
-        admin.set("other:app", "x")  # forces the SCAN path
+        admin.set("reco:theirs", "x")
         assert run_sync(settings, "recommendations", dry_run=True)["inserted"] == 40
         assert run_sync(settings, "recommendations")["inserted"] == 40
         assert run_sync(settings, "recommendations")["unchanged"] == 40
         assert run_reconcile(settings, "recommendations")["in_sync"]
+        build_marts(recos=[reco_row(i) for i in range(30)])  # deletes go through the owned set
+        assert run_sync(settings, "recommendations", dry_run=True)["deleted"] == 10
+        assert run_sync(settings, "recommendations")["deleted"] == 10
+        assert run_reconcile(settings, "recommendations")["in_sync"]
+        assert admin.get("reco:theirs") == b"x"
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         admin.close()

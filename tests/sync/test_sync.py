@@ -178,6 +178,7 @@ def test_tampered_destination_survives_dry_run_and_is_repaired(
     )
     execute(postgres_url, "INSERT INTO crm.user_segments (user_id, segment) VALUES ('ghost', 'x')")
     rds.set("reco:user_7", "not json")
+    # Another application's key under the same prefix: not the sync's to report or delete.
     rds.set("reco:ghost", json.dumps({"destinations": ["X"], "score": 1, "generated_at": "y"}))
     rds.delete("reco:user_8")
 
@@ -185,7 +186,7 @@ def test_tampered_destination_survives_dry_run_and_is_repaired(
     assert (drift["missing"], drift["extra"], drift["different"]) == (0, 1, 1)
     assert drift["different_sample"] == ["user_5"] and drift["extra_sample"] == ["ghost"]
     drift = run_reconcile(service_settings, "recommendations")
-    assert (drift["missing"], drift["extra"], drift["different"]) == (1, 1, 1)
+    assert (drift["missing"], drift["extra"], drift["different"]) == (1, 0, 1)
     assert drift["missing_sample"] == ["user_8"] and drift["different_sample"] == ["user_7"]
     assert not drift["in_sync"]
 
@@ -199,12 +200,12 @@ def test_tampered_destination_survives_dry_run_and_is_repaired(
 
     real = run_syncs(service_settings, names)
     assert real["syncs"]["user_segments"]["deleted"] == 1
-    assert real["syncs"]["recommendations"]["deleted"] == 1
+    assert real["syncs"]["recommendations"]["deleted"] == 0
     assert real["syncs"]["recommendations"]["inserted"] == 1
     for name in names:
         assert run_reconcile(service_settings, name)["in_sync"], name
     assert json.loads(rds.get("reco:user_7"))["destinations"]
-    assert rds.get("reco:ghost") is None
+    assert json.loads(rds.get("reco:ghost"))["destinations"] == ["X"]
 
 
 def test_null_and_duplicate_keys_are_rejects(service_settings, build_marts, postgres_url, rds):
