@@ -7,17 +7,12 @@ from typing import Any
 
 import click
 
+from searchflow.contract import STAGES, SYNC_NAMES
 from searchflow.output import report
 
-STAGE_CHOICES = (
-    "generation",
-    "ingestion",
-    "transformation",
-    "sync",
-    "sync.user_segments",
-    "sync.email_triggers",
-    "sync.recommendations",
-)
+# Each sync is gated on its own, under ``sync.<name>``.
+SYNC_KEYS = tuple(f"{STAGES[-1]}.{name}" for name in SYNC_NAMES)
+STAGE_CHOICES = (*STAGES, *SYNC_KEYS)
 
 
 @click.group()
@@ -98,13 +93,8 @@ def docs_cmd(no_open: bool) -> None:
         webbrowser.open(index.as_uri())
 
 
-CHECK_CHOICES = (
-    "ingestion",
-    "transformation",
-    "sync.user_segments",
-    "sync.email_triggers",
-    "sync.recommendations",
-)
+# The generation gate needs the generator's in-memory batch: it cannot be re-run here.
+CHECK_CHOICES = (*STAGES[1:-1], *SYNC_KEYS)
 
 
 @dq.command("check")

@@ -31,7 +31,7 @@ def _human(summary: Mapping[str, Any]) -> str:
 @click.option(
     "--source",
     type=click.Choice(SOURCES),
-    default="jsonl",
+    default=SOURCES[0],
     show_default=True,
     help="Where the events are.",
 )
