@@ -175,6 +175,7 @@ def gate_and_signal(
     flow run fails and nothing downstream runs on the batch. ``labels`` are string fields added to
     the payload for the next stage's trigger (e.g. the generation's sink, which ingestion reads).
     """
+    from flows.reports import publish_gate_artifact
     from searchflow.errors import GateFailed
     from searchflow.quality import gate
 
@@ -184,7 +185,9 @@ def gate_and_signal(
     try:
         outcome = gate(stage, settings, summary, data=data)
     except GateFailed as exc:
+        publish_gate_artifact(getattr(exc, "outcome", None))
         emit_stage_event(stage, "failed", batch_id, {**counts, "reason": str(exc)})
         raise
+    publish_gate_artifact(outcome)
     emit_stage_event(stage, "validated", batch_id, counts)
     return outcome

@@ -24,14 +24,15 @@ from typing import Any
 import pandas as pd
 
 from searchflow.config import Settings
+from searchflow.contract import RECO_KEY_PREFIX, SYNC_NAMES, SYNCS
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
-from searchflow.sync import SYNC_NAMES
 
-SYNCS = {"user_segments": "sync.user_segments", "email_triggers": "sync.email_queue"}
-SEGMENTS_MART = "marketing.mart_user_segments"
-RECO_MART = "marketing.mart_recommendations"
-TRIGGERS_MART = "marketing.mart_email_triggers"
+# The checkpoint of each Postgres sync's gate (named after the destination table it validates).
+POSTGRES_CHECKPOINTS = {"user_segments": "sync.user_segments", "email_triggers": "sync.email_queue"}
+MART_OF = {spec.name: spec.mart for spec in SYNCS}
+SEGMENTS_MART = MART_OF["user_segments"]
+RECO_MART = MART_OF["recommendations"]
 FUNNEL = "analytics.fct_search_funnel"
 
 
@@ -187,43 +188,65 @@ def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
     )
 
 
+# Rows of one raw table that dbt sees: those of published ingestion batches (write-audit-publish).
+_PUBLISHED_RAW = """(SELECT count(*) FROM raw.{t}_events WHERE batch_id IN
+    (SELECT batch_id FROM ops.batches WHERE stage = 'ingestion' AND state = 'published'))"""
+
+
+def candidate_name(qualified: str, schemas: Mapping[str, str]) -> str:
+    """A mart's name in the candidate dbt built (``marketing__<v>.mart_user_segments``).
+
+    ``schemas`` is the transform summary's map from published schema to candidate schema; a
+    schema it does not name (or an empty map: no candidate) reads the published name.
+    """
+    schema, _, table = qualified.partition(".")
+    return f"{schemas.get(schema, schema)}.{table}"
+
+
 def transformation(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
-    """The marts dbt just built, and the funnel's totals beside the raw layer's."""
+    """The marts dbt just built (the candidate when the summary names its schemas), and the
+    funnel's totals beside the published raw rows they were built from."""
+    schemas = dict(summary.get("schemas") or {})
+    segments_mart, reco_mart, funnel_mart = (
+        candidate_name(t, schemas) for t in (SEGMENTS_MART, RECO_MART, FUNNEL)
+    )
     with read_warehouse(settings) as con:
-        missing = [t for t in (SEGMENTS_MART, RECO_MART, FUNNEL) if not _exists(con, t)]
+        missing = [t for t in (segments_mart, reco_mart, funnel_mart) if not _exists(con, t)]
         if missing:
             raise SearchflowError(
                 f"the transformation gate found no {', '.join(missing)}; run `searchflow transform` first"
             )
         segments = con.execute(
-            f"SELECT user_id, segment, total_conversions, lifetime_value FROM {SEGMENTS_MART}"
+            f"SELECT user_id, segment, total_conversions, lifetime_value FROM {segments_mart}"
         ).df()
+        reco_schema, _, reco_table = reco_mart.partition(".")
         dest_cols = [
             r[0]
             for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marketing'"
-                " AND table_name = 'mart_recommendations' AND column_name LIKE 'destination\\_%' ESCAPE '\\'"
-                " ORDER BY column_name"
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = $s"
+                " AND table_name = $t AND column_name LIKE 'destination\\_%' ESCAPE '\\'"
+                " ORDER BY column_name",
+                {"s": reco_schema, "t": reco_table},
             ).fetchall()
         ]
         counted = " + ".join(f"({c} IS NOT NULL)::INT" for c in dest_cols) or "0"
         recos = con.execute(
-            f"SELECT user_id, destination_1, score, {counted} AS destinations FROM {RECO_MART}"
+            f"SELECT user_id, destination_1, score, {counted} AS destinations FROM {reco_mart}"
         ).df()
         funnel = con.execute(
-            f"SELECT event_date, searches, click_through_rate, conversion_rate FROM {FUNNEL}"
+            f"SELECT event_date, searches, click_through_rate, conversion_rate FROM {funnel_mart}"
         ).df()
+        raw = {t: _PUBLISHED_RAW.format(t=t) for t in EVENT_TYPES}
         totals = con.execute(
             f"""
-            SELECT f.searches AS funnel_searches, (SELECT count(*) FROM raw.search_events) AS raw_searches,
-                   f.clicks AS funnel_clicks, (SELECT count(*) FROM raw.click_events) AS raw_clicks,
-                   f.conversions AS funnel_conversions,
-                   (SELECT count(*) FROM raw.conversion_events) AS raw_conversions,
+            SELECT f.searches AS funnel_searches, {raw["search"]} AS raw_searches,
+                   f.clicks AS funnel_clicks, {raw["click"]} AS raw_clicks,
+                   f.conversions AS funnel_conversions, {raw["conversion"]} AS raw_conversions,
                    CASE WHEN f.searches > 0 THEN f.clicks / f.searches ELSE 0 END AS click_through_rate,
                    CASE WHEN f.searches > 0 THEN f.conversions / f.searches ELSE 0 END AS conversion_rate
             FROM (SELECT coalesce(sum(searches), 0)::BIGINT AS searches,
                          coalesce(sum(clicks), 0)::BIGINT AS clicks,
-                         coalesce(sum(conversions), 0)::BIGINT AS conversions FROM {FUNNEL}) f
+                         coalesce(sum(conversions), 0)::BIGINT AS conversions FROM {funnel_mart}) f
             """
         ).df()
     return StageBatch(
@@ -271,11 +294,11 @@ def sync(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
             parameters={"min_sample": min(1, mart_rows)},
             counts={"mart_rows": mart_rows, "sampled": len(sample)},
         )
-    mart = SEGMENTS_MART if name == "user_segments" else TRIGGERS_MART
-    mart_rows = _mart_rows(settings, mart)
+    mart_rows = _mart_rows(settings, MART_OF[name])
+    checkpoint = POSTGRES_CHECKPOINTS[name]
     return StageBatch(
-        checkpoint=SYNCS[name],
-        frames={SYNCS[name]: None},
+        checkpoint=checkpoint,
+        frames={checkpoint: None},
         parameters={"mart_rows": mart_rows},
         counts={"mart_rows": mart_rows},
         postgres_url=services.postgres_url(settings),
@@ -283,7 +306,9 @@ def sync(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
 
 
 def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
-    """Up to ``size`` ``reco:*`` keys with their TTL and the shape of their JSON, as a frame.
+    """Up to ``size`` recommendation keys with their TTL and the shape of their JSON, as a frame.
+
+    The keys are those under the sync's prefix (``reco:`` unless settings say otherwise).
 
     SCAN walks the keyspace from a random-ish cursor order; TTL and GET go in one pipeline.
     """
@@ -294,7 +319,8 @@ def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
     client = services.redis_client(settings)
     try:
         keys: list[bytes] = []
-        for key in client.scan_iter(match="reco:*", count=max(size, 100)):
+        prefix = getattr(settings, "reco_prefix", None) or RECO_KEY_PREFIX
+        for key in client.scan_iter(match=f"{prefix}*", count=max(size, 100)):
             keys.append(key)
             if len(keys) >= size:
                 break

@@ -1,7 +1,7 @@
 """Row-level rules of the generation and ingestion gates, computed set-wise into one-row frames.
 
-GX's cost is per expectation and per row it walks in Python-backed pandas code: 35 row-level
-expectations over a million string ids took seconds, more than generating the batch. So each
+GX's cost is per expectation and per row it walks in Python-backed pandas code: row-level
+expectations over every id of a large batch cost more than generating the batch. So each
 row-level rule (ids unique, required fields present, event type, amounts, links, event time) is
 counted here in one pass of Arrow kernels, with DuckDB hashing the ids for uniqueness and links
 (generation, on the generator's in-memory tables), or one DuckDB query per event type (ingestion,
@@ -134,8 +134,8 @@ def _rule(
 def _id_rule_counts(tables: Mapping[str, pa.Table]) -> dict[str, int]:
     """Rows with a repeated event_id per type, and orphan rows per child type, counted by DuckDB.
 
-    These are hash aggregates and joins over string ids: at 1M events DuckDB counts them on every
-    core in 0.1 s, against 0.75 s for Arrow's ``value_counts`` and ``is_in``. The semantics are
+    These are hash aggregates and joins over string ids, which DuckDB runs on every core, where
+    Arrow's ``value_counts`` and ``is_in`` run on one (docs/quality.md, "Cost"). The semantics are
     those of the masks that select the rows (:func:`_duplicated`, the orphan mask): null ids are one
     value, and a null parent reference is an orphan unless a parent has a null id too. Figures whose
     columns are missing are left out (the rule notes why).

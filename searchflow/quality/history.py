@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from searchflow.config import Settings
+from searchflow.contract import STAGES, SYNC_NAMES
 from searchflow.output import to_json
 
-STAGE_KEYS = (
-    "generation",
-    "ingestion",
-    "transformation",
-    "sync.user_segments",
-    "sync.email_triggers",
-    "sync.recommendations",
+# The gate keys in pipeline order: each sync is gated on its own (``sync.<name>``).
+STAGE_KEYS: tuple[str, ...] = tuple(
+    key
+    for stage in STAGES
+    for key in ([f"sync.{n}" for n in SYNC_NAMES] if stage == "sync" else [stage])
 )
 
 

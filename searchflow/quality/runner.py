@@ -7,23 +7,29 @@ the Data Docs are then built for exactly those results (incremental: the index a
 
 Outcome: ``passed``; ``failed`` when an expectation was evaluated and not met; ``errored`` when an
 expectation (or the batch itself) raised instead of being evaluated. Errored is never passed and
-blocks like failed; the outcome lists the two apart.
+blocks like failed; the outcome lists the two apart. The outcome carries everything the callers
+record or show: the reasons (one line per failed or errored expectation) for the batch ledger, and
+one row per expectation for the orchestration floor's report (a Prefect artifact); the gate itself
+knows nothing of Prefect.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from searchflow.config import Settings
+from searchflow.contract import STAGES
 from searchflow.errors import UsageError
-from searchflow.quality import artifacts, batches, history, quarantine
+from searchflow.quality import batches, history, quarantine
 from searchflow.quality.context import data_docs_dir, get_context, validations_dir
+from searchflow.quality.verdicts import Verdict, judge, one_line
 
-STAGES = ("generation", "ingestion", "transformation", "sync")
+BATCH = "(batch)"  # the expectation column of a verdict about a whole batch that was not validated
 
 
 def stage_key(stage: str, summary: Mapping[str, Any]) -> str:
@@ -31,50 +37,15 @@ def stage_key(stage: str, summary: Mapping[str, Any]) -> str:
     return f"sync.{summary.get('sync')}" if stage == "sync" else stage
 
 
-def _one_line(text: Any, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+@dataclass
+class Validation:
+    """What validating one gate input produced: a verdict per expectation, the stored results'
+    keys (for Data Docs), and the failing rows to quarantine."""
 
-
-def _raised(result: Any) -> str | None:
-    """The exception message when GX could not evaluate the expectation, else None."""
-    info = result.exception_info or {}
-    if info.get("raised_exception"):
-        return _one_line(info.get("exception_message") or "raised")
-    for value in info.values():
-        if isinstance(value, Mapping) and value.get("raised_exception"):
-            return _one_line(value.get("exception_message") or "raised")
-    return None
-
-
-def _label(config: Any) -> str:
-    kwargs = config.kwargs
-    target = kwargs.get("column") or ",".join(
-        str(kwargs[k]) for k in ("column_A", "column_B") if kwargs.get(k)
-    )
-    short = config.type.removeprefix("expect_")
-    return f"{short}({target})" if target else short
-
-
-def _observed(result: Any) -> str:
-    res = result.result or {}
-    config = result.expectation_config
-    if config.type == "expect_column_distinct_values_to_contain_set":
-        missing = res.get("partial_missing_list")
-        if missing is None:
-            seen = set(res.get("observed_value") or [])
-            missing = [v for v in config.kwargs.get("value_set") or [] if v not in seen]
-        return _one_line("missing " + ", ".join(map(str, missing)), 100) if missing else ""
-    if config.type == "expect_column_values_to_be_in_set" and res.get("partial_unexpected_list"):
-        unexpected = ", ".join(str(v) for v in res["partial_unexpected_list"][:5])
-        return _one_line(f"{res.get('unexpected_count')} unexpected: {unexpected}", 100)
-    if "observed_value" in res:
-        value = res["observed_value"]
-        return _one_line(f"{value:.4g}" if isinstance(value, float) else value, 60)
-    if "unexpected_count" in res:
-        pct = res.get("unexpected_percent") or 0.0
-        return f"{res['unexpected_count']} unexpected ({pct:.2f}%)"
-    return ""
+    context: Any = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    result_keys: list[Any] = field(default_factory=list)
+    failing: list[quarantine.Failing] = field(default_factory=list)
 
 
 def run_gate(
@@ -90,13 +61,6 @@ def run_gate(
         "stage": stage,
         "key": key,
         "batch_id": batch_id,
-        "status": "passed",
-        "evaluated": 0,
-        "passed": 0,
-        "failed": 0,
-        "errored": 0,
-        "failed_expectations": [],
-        "errored_expectations": [],
         "quarantined": 0,
         "quarantine": None,
         "report": None,
@@ -105,16 +69,20 @@ def run_gate(
         "counts": {},
         "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    rows: list[dict[str, Any]] = []
     try:
         batch = _load(stage, settings, summary, data)
     except Exception as exc:  # the batch could not be read: nothing was validated, so it blocks
-        outcome.update(status="errored", errored=1)
-        outcome["errored_expectations"] = [f"{key} batch: {_one_line(exc)}"]
-        return _finish(settings, outcome, rows, started)
+        error = one_line(exc)
+        unread = Verdict(f"{key} batch", BATCH, "errored", error, f"{key} batch: {error}")
+        return _finish(settings, outcome, [unread], started)
     outcome["counts"] = batch.counts
-    _validate(settings, key, batch_id, batch, outcome, rows)
-    return _finish(settings, outcome, rows, started)
+    validation = _validate(settings, key, batch_id, batch)
+    if validation.result_keys:
+        outcome.update(_report(settings, validation))
+    if validation.failing:
+        written = quarantine.write(settings, key, batch_id, validation.failing)
+        outcome.update(quarantined=written["rows"], quarantine=written["where"])
+    return _finish(settings, outcome, validation.verdicts, started)
 
 
 def _load(stage: str, settings: Settings, summary: Mapping[str, Any], data: Any) -> Any:
@@ -127,101 +95,95 @@ def _load(stage: str, settings: Settings, summary: Mapping[str, Any], data: Any)
     return batches.sync(settings, summary)
 
 
-def _validate(
-    settings: Settings,
-    key: str,
-    batch_id: str,
-    batch: batches.StageBatch,
-    outcome: dict[str, Any],
-    rows: list[dict[str, Any]],
-) -> None:
+def _validate(settings: Settings, key: str, batch_id: str, batch: batches.StageBatch) -> Validation:
+    """Run each validation definition of the stage's checkpoint under one run id."""
     from great_expectations.core.run_identifier import RunIdentifier
+
+    context = get_context(settings, batch.postgres_url)
+    checkpoint = _checkpoint(context, batch.checkpoint)
+    run_id = RunIdentifier(run_name=f"{key}-{batch_id}", run_time=datetime.now(UTC))
+    validation = Validation(context=context)
+    for definition in checkpoint.validation_definitions:
+        _run_definition(definition, checkpoint, batch, run_id, validation)
+    return validation
+
+
+def _run_definition(
+    definition: Any,
+    checkpoint: Any,
+    batch: batches.StageBatch,
+    run_id: Any,
+    validation: Validation,
+) -> None:
+    """Validate one definition's frame (or SQL asset) and judge each of its expectations."""
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    context = get_context(settings, batch.postgres_url)
-    checkpoint = _checkpoint(context, batch.checkpoint)
-    run_id = RunIdentifier(run_name=f"{key}-{batch_id}", run_time=datetime.now(UTC))
-    result_keys = []
-    failing: list[quarantine.Failing] = []
-    for definition in checkpoint.validation_definitions:
-        frame = batch.frames.get(definition.name)
-        try:
-            result = definition.run(
-                checkpoint_id=checkpoint.id,
-                batch_parameters=None if frame is None else {"dataframe": frame},
-                expectation_parameters=batch.parameters,
-                result_format=checkpoint.result_format,
-                run_id=run_id,
-            )
-        except Exception as exc:  # the batch (e.g. a Postgres table) could not be validated at all
-            outcome["errored"] += 1
-            outcome["errored_expectations"].append(f"{definition.name}: {_one_line(exc)}")
-            rows.append(_row(definition.name, "(batch)", "errored", _one_line(exc, 80)))
-            continue
-        result_keys.append(
-            ValidationResultIdentifier(
-                expectation_suite_identifier=ExpectationSuiteIdentifier(name=definition.suite.name),
-                run_id=run_id,
-                batch_identifier=result.batch_id,
-            )
+    name = definition.name
+    frame = batch.frames.get(name)
+    try:
+        result = definition.run(
+            checkpoint_id=checkpoint.id,
+            batch_parameters=None if frame is None else {"dataframe": frame},
+            expectation_parameters=batch.parameters,
+            result_format=checkpoint.result_format,
+            run_id=run_id,
         )
-        for item in result.results:
-            config = item.expectation_config
-            label = f"{definition.name}: {_label(config)}"
-            error = _raised(item)
-            outcome["evaluated"] += 1
-            rules = batch.rules.get(definition.name)
-            if error is not None:
-                why = rules.notes.get(config.kwargs.get("column")) if rules else None
-                error = why or error
-                outcome["errored"] += 1
-                outcome["errored_expectations"].append(f"{label} ({error})")
-                rows.append(_row(definition.name, _label(config), "errored", error))
-            elif item.success:
-                outcome["passed"] += 1
-                rows.append(_row(definition.name, _label(config), "passed", _observed(item)))
-            else:
-                observed = _observed(item)
-                outcome["failed"] += 1
-                outcome["failed_expectations"].append(
-                    f"{label} observed {observed}" if observed else label
-                )
-                rows.append(_row(definition.name, _label(config), "failed", observed))
-                if not (config.meta or {}).get("quarantine"):
-                    continue
-                if rules is not None:  # a rule counted set-wise: select its rows again
-                    picked = rules.rows(config.kwargs.get("column"), batch.parameters)
-                    if picked is not None and len(picked[1]):
-                        failing.append(quarantine.Failing(definition.name, _label(config), *picked))
-                elif frame is not None:
-                    found = quarantine.failing_mask(frame, config.type, config.kwargs)
-                    if found is not None and found[0].any():
-                        failing.append(
-                            quarantine.Failing(
-                                definition.name, _label(config), found[1], frame[found[0]]
-                            )
-                        )
-    if outcome["errored"]:
-        outcome["status"] = "errored"
-    elif outcome["failed"]:
-        outcome["status"] = "failed"
-    if result_keys:
-        from searchflow.quality import docs
+    except Exception as exc:  # the batch (e.g. a Postgres table) could not be validated at all
+        error = one_line(exc)
+        validation.verdicts.append(
+            Verdict(name, BATCH, "errored", one_line(exc, 80), f"{name}: {error}")
+        )
+        return
+    validation.result_keys.append(
+        ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=definition.suite.name),
+            run_id=run_id,
+            batch_identifier=result.batch_id,
+        )
+    )
+    rules = batch.rules.get(name)
+    for item in result.results:
+        verdict = judge(name, item, batch.parameters, rules.notes if rules else {})
+        validation.verdicts.append(verdict)
+        if verdict.status == "failed" and (item.expectation_config.meta or {}).get("quarantine"):
+            found = _failing(name, verdict.expectation, item.expectation_config, batch, frame)
+            if found is not None:
+                validation.failing.append(found)
 
-        docs.build(context, result_keys)
-        worst = next(
-            (k for k, r in zip(result_keys, _statuses(rows, result_keys), strict=False) if r),
-            result_keys[0],
-        )
-        outcome["report"] = _page(context, worst)
-        outcome["results"] = [str(_result_path(settings, k)) for k in result_keys]
-    if failing:
-        written = quarantine.write(settings, key, batch_id, failing)
-        outcome["quarantined"] = written["rows"]
-        outcome["quarantine"] = written["where"]
+
+def _failing(
+    suite: str, expectation: str, config: Any, batch: batches.StageBatch, frame: Any
+) -> quarantine.Failing | None:
+    """The rows that broke a failed row-level expectation, for the quarantine (None: no rows)."""
+    rules = batch.rules.get(suite)
+    if rules is not None:  # a rule counted set-wise: select its rows again
+        picked = rules.rows(config.kwargs.get("column"), batch.parameters)
+        if picked is not None and len(picked[1]):
+            return quarantine.Failing(suite, expectation, *picked)
+        return None
+    if frame is not None:
+        found = quarantine.failing_mask(frame, config.type, config.kwargs)
+        if found is not None and found[0].any():
+            return quarantine.Failing(suite, expectation, found[1], frame[found[0]])
+    return None
+
+
+def _report(settings: Settings, validation: Validation) -> dict[str, Any]:
+    """Build the Data Docs of these results; the page to show is the first suite that did not pass."""
+    from searchflow.quality import docs
+
+    context = validation.context
+    keys = validation.result_keys
+    docs.build(context, keys)
+    bad = {v.suite for v in validation.verdicts if v.status != "passed"}
+    worst = next((k for k in keys if k.expectation_suite_identifier.name in bad), keys[0])
+    return {
+        "report": _page(context, worst),
+        "results": [str(_result_path(settings, k)) for k in keys],
+    }
 
 
 _CHECKPOINTS: dict[tuple[int, str], Any] = {}
@@ -233,12 +195,6 @@ def _checkpoint(context: Any, name: str) -> Any:
     if key not in _CHECKPOINTS:
         _CHECKPOINTS[key] = context.checkpoints.get(name)
     return _CHECKPOINTS[key]
-
-
-def _statuses(rows: list[dict[str, Any]], result_keys: list[Any]) -> list[bool]:
-    """Per result key, whether its suite has a failed or errored expectation."""
-    bad = {r["suite"] for r in rows if r["status"] != "passed"}
-    return [k.expectation_suite_identifier.name in bad for k in result_keys]
 
 
 def _page(context: Any, result_key: Any) -> str | None:
@@ -256,16 +212,26 @@ def _result_path(settings: Settings, result_key: Any) -> Path:
     return validations_dir(settings).joinpath(*parts[:-1], parts[-1] + ".json")
 
 
-def _row(suite: str, expectation: str, status: str, observed: str) -> dict[str, Any]:
-    return {"suite": suite, "expectation": expectation, "status": status, "observed": observed}
-
-
 def _finish(
-    settings: Settings, outcome: dict[str, Any], rows: list[dict[str, Any]], started: float
+    settings: Settings, outcome: dict[str, Any], verdicts: list[Verdict], started: float
 ) -> dict[str, Any]:
-    outcome["seconds"] = round(time.perf_counter() - started, 3)
+    """Tally the verdicts into the outcome, write the history line, return it."""
+    evaluated = [v for v in verdicts if v.expectation != BATCH]
+    failed = [v.reason for v in verdicts if v.status == "failed"]
+    errored = [v.reason for v in verdicts if v.status == "errored"]
+    outcome.update(
+        status="errored" if errored else "failed" if failed else "passed",
+        evaluated=len(evaluated),
+        passed=sum(v.status == "passed" for v in evaluated),
+        failed=len(failed),
+        errored=len(errored),
+        failed_expectations=failed,
+        errored_expectations=errored,
+        reasons=failed + errored,
+        expectations=[v.row() for v in verdicts],
+        seconds=round(time.perf_counter() - started, 3),
+    )
     outcome["message"] = message(outcome)
-    outcome["artifact"] = artifacts.publish(outcome, rows)
     history.record(settings, outcome)
     return outcome
 

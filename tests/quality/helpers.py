@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from searchflow import warehouse
+from searchflow import ledger, warehouse
 from searchflow.config import Settings
 
 
@@ -17,10 +17,13 @@ def land_raw(
     conversions: int = 6,
     dead_letters: int = 0,
     orphan_clicks: int = 0,
+    state: str = "published",
 ) -> None:
-    """A raw batch: searches, clicks of those searches (some orphans), conversions, dead letters."""
+    """A raw batch: searches, clicks of those searches (some orphans), conversions, dead letters,
+    recorded in the batch ledger in ``state`` (dbt, and so the funnel totals, see only published)."""
     with warehouse.session(settings) as con:
         warehouse.ensure_raw_schema(con)
+        ledger.record(con, batch_id, "ingestion", state=state, source="jsonl")
         con.execute(
             """
             INSERT INTO raw.search_events
@@ -59,8 +62,17 @@ def land_raw(
         )
 
 
-def build_marts(settings: Settings, users: int = 50, bad_segment: bool = False) -> None:
-    """Marts in the contract's shape, consistent with :func:`land_raw`'s default batch."""
+PUBLISHED = "(SELECT batch_id FROM ops.batches WHERE state = 'published')"
+
+
+def build_marts(
+    settings: Settings, users: int = 50, bad_segment: bool = False, version: str | None = None
+) -> None:
+    """Marts in the contract's shape, consistent with :func:`land_raw`'s default batch.
+
+    ``version``: build them as a candidate, in ``<schema>__<version>`` schemas.
+    """
+    suffix = f"__{version}" if version else ""
     segments = ["power", "regular", "engaged", "casual", "dormant"]
     seg = pd.DataFrame(
         {
@@ -88,24 +100,26 @@ def build_marts(settings: Settings, users: int = 50, bad_segment: bool = False) 
         {"trigger_id": [f"t{i}" for i in range(10)], "user_id": seg["user_id"][:10]}
     )
     with warehouse.session(settings) as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS marketing; CREATE SCHEMA IF NOT EXISTS analytics")
+        con.execute(
+            f"CREATE SCHEMA IF NOT EXISTS marketing{suffix}; CREATE SCHEMA IF NOT EXISTS analytics{suffix}"
+        )
         for name, frame in (
-            ("marketing.mart_user_segments", seg),
-            ("marketing.mart_recommendations", reco),
-            ("marketing.mart_email_triggers", triggers),
+            (f"marketing{suffix}.mart_user_segments", seg),
+            (f"marketing{suffix}.mart_recommendations", reco),
+            (f"marketing{suffix}.mart_email_triggers", triggers),
         ):
             con.register("frame", frame)
             con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM frame")
             con.unregister("frame")
         con.execute(
             """
-            CREATE OR REPLACE TABLE analytics.fct_search_funnel AS
+            CREATE OR REPLACE TABLE analytics{suffix}.fct_search_funnel AS
             SELECT DATE '2025-01-01' AS event_date, 'web' AS platform,
-                   (SELECT count(*) FROM raw.search_events) AS searches,
-                   (SELECT count(*) FROM raw.click_events) AS clicks,
-                   (SELECT count(*) FROM raw.conversion_events) AS conversions,
+                   (SELECT count(*) FROM raw.search_events WHERE batch_id IN {published}) AS searches,
+                   (SELECT count(*) FROM raw.click_events WHERE batch_id IN {published}) AS clicks,
+                   (SELECT count(*) FROM raw.conversion_events WHERE batch_id IN {published}) AS conversions,
                    0.0 AS revenue, 0.3 AS click_through_rate, 0.03 AS conversion_rate
-            """
+            """.replace("{suffix}", suffix).replace("{published}", PUBLISHED)
         )
 
 

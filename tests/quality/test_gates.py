@@ -86,7 +86,11 @@ def test_generation_passes_on_the_generators_batch(settings: Settings) -> None:
     from generator.batch import generate
     from generator.config import GeneratorConfig
 
-    batch = generate(GeneratorConfig(events=2000, seed=3, malformed_rate=0.3))
+    # injected faults are input for the later stages: the generation gate judges the simulation
+    config = GeneratorConfig(
+        events=2000, seed=3, malformed_rate=0.3, duplicate_rate=0.2, late_rate=0.2
+    )
+    batch = generate(config)
     outcome = gate("generation", settings, {"batch_id": batch.batch_id}, data=batch)
     assert outcome["status"] == "passed"
     assert outcome["evaluated"] == 19 and outcome["failed"] == outcome["errored"] == 0
@@ -146,6 +150,19 @@ def test_ingestion_fails_on_30_percent_malformed_and_leaves_docs(settings: Setti
         gate("ingestion", settings, {"batch_id": "ing-1"})
     assert "ingestion gate failed" in str(err.value)
     assert "column_max_to_be_between(dead_letter_share) observed 0.3" in str(err.value)
+    outcome = err.value.outcome
+    # what the batch ledger records: the outcome, one reason per failed expectation, the count
+    assert outcome["status"] == "failed" and outcome["evaluated"] == 13
+    [reason] = outcome["reasons"]
+    assert reason == (
+        "ingestion.batch: column_max_to_be_between(dead_letter_share) observed 0.3, "
+        "expected between 0 and 0.05 (dead letters / lines read: lines that could not be landed "
+        "(malformed JSON, missing or invalid fields))"
+    )
+    assert "\n" not in reason
+    rows = {r["expectation"]: r for r in outcome["expectations"]}
+    assert len(rows) == 13
+    assert rows["column_max_to_be_between(dead_letter_share)"]["status"] == "failed"
     home = settings.home_path / "quality"
     assert (home / "data_docs" / "index.html").exists()
     failed = _failed_results(settings)
@@ -177,6 +194,42 @@ def test_transformation_gate(settings: Settings) -> None:
         gate("transformation", settings, {"batch_id": "t-2"})
     rows = quarantine_rows(settings)
     assert json.loads(rows["row"][0])["segment"] == "vip"
+
+
+def test_transformation_gate_validates_the_candidate_named_in_the_summary(
+    settings: Settings,
+) -> None:
+    land_raw(settings)
+    build_marts(settings, bad_segment=True)  # the published names hold a bad mart
+    build_marts(settings, version="v2")
+    schemas = {s: f"{s}__v2" for s in ("analytics", "marketing", "ml")}
+    summary = {"batch_id": "v2", "version": "v2", "schemas": schemas}
+    assert gate("transformation", settings, summary)["status"] == "passed"
+    build_marts(settings, version="v3", bad_segment=True)
+    schemas = {s: f"{s}__v3" for s in ("analytics", "marketing", "ml")}
+    with pytest.raises(GateFailed, match=r"column_values_to_be_in_set\(segment\)"):
+        gate("transformation", settings, {"batch_id": "v3", "schemas": schemas})
+    with pytest.raises(GateFailed, match="found no marketing__v4.mart_user_segments"):
+        gate(
+            "transformation",
+            settings,
+            {"batch_id": "v4", "schemas": {"marketing": "marketing__v4"}},
+        )
+
+
+def test_transformation_totals_count_only_published_raw_batches(settings: Settings) -> None:
+    land_raw(settings)
+    build_marts(settings)
+    # a held batch's rows stay in raw, unpublished: the marts do not see them, nor does the gate
+    with warehouse_session(settings) as con:
+        con.execute(
+            "INSERT INTO raw.search_events SELECT * REPLACE ('held' || event_id AS event_id, "
+            "'ing-held' AS batch_id) FROM raw.search_events"
+        )
+        from searchflow import ledger
+
+        ledger.record(con, "ing-held", "ingestion", state="held")
+    assert gate("transformation", settings, {"batch_id": "t-4"})["status"] == "passed"
 
 
 def test_transformation_gate_checks_funnel_totals_against_raw(settings: Settings) -> None:
