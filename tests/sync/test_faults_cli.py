@@ -13,20 +13,11 @@ from click.testing import CliRunner
 from searchflow.cli import cli
 from searchflow.errors import SearchflowError, ServiceUnavailable
 from searchflow.sync import run_sync
+from searchflow.sync.access import grant_sync_role
 
 from .marts import reco_row
 
 pytestmark = pytest.mark.services
-
-# What docs/reverse-etl.md tells an administrator to grant (keep the two in step).
-GRANTS = """
-GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {role};
-GRANT USAGE ON SCHEMA crm TO {role};
-GRANT SELECT, INSERT, UPDATE, DELETE ON crm.user_segments TO {role};
-GRANT SELECT, INSERT ON crm.email_queue, crm.sync_runs, crm.sync_rejects TO {role};
-GRANT UPDATE (finished_at, status, error, seconds) ON crm.sync_runs TO {role};
-GRANT USAGE ON SEQUENCE crm.sync_rejects_reject_id_seq TO {role};
-"""
 
 
 def _as_role(url: str, role: str) -> str:
@@ -49,8 +40,7 @@ def roles(postgres_url):
             cur.execute(f"CREATE ROLE {role} LOGIN")
             created.append(role)
             if grants:
-                db = urlsplit(postgres_url).path.lstrip("/")
-                cur.execute(GRANTS.format(db=db, role=role))
+                grant_sync_role(cur, urlsplit(postgres_url).path.lstrip("/"), role)
         return role
 
     yield make
