@@ -35,25 +35,30 @@ _CONFIG_ERRORS = (
 )
 
 
+def _config_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _CONFIG_ERRORS)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when another attempt may succeed: a server that did not answer, dropped the
     connection, timed out, was restarting or rolled the transaction back to break a deadlock.
 
     False for everything a retry cannot fix: wrong credentials or database, missing permissions,
     bad data, a refused command, a failed gate. Accepts what :func:`searchflow.sync.run_sync`
-    raises (:class:`ServiceUnavailable` is transient, any other :class:`SearchflowError` is not)
-    as well as the drivers' own exceptions.
+    raises (:class:`ServiceUnavailable` is transient unless its reason is a setting, such as a
+    database that does not exist; any other :class:`SearchflowError` is not) as well as the
+    drivers' own exceptions.
     """
     import psycopg2
     import redis
 
-    if isinstance(exc, ServiceUnavailable):
-        return True
+    if isinstance(exc, ServiceUnavailable):  # its line carries the driver's reason
+        return not _config_error(exc)
     if isinstance(exc, SearchflowError):
         return False
     if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
-        text = str(exc).lower()
-        return not any(marker in text for marker in _CONFIG_ERRORS)
+        return not _config_error(exc)
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return False
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
