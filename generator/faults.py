@@ -48,6 +48,7 @@ from generator.simulate import HOUR, MINUTE, SECOND, Simulation
 from generator.text import fixed_strings, join, take_rows, uuid_bytes
 from searchflow.events import (
     EVENT_TYPES,
+    LIMITS,
     MALFORMED_CLASSES,
     MINIMUMS,
     NULLABLE_FIELDS,
@@ -325,8 +326,9 @@ def classify(text: str, stream: str | None = None) -> str | None:
 
     Checked in this order: ``unparsable`` (not a JSON object), ``unknown_event_type``
     (``event_type`` present but not search/click/conversion), ``missing_field`` (a required field
-    absent or null), ``wrong_type`` (a field of the wrong JSON type, or a timestamp not in
-    ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``), ``impossible_value`` (below :data:`MINIMUMS`).
+    absent or null, or an empty ``event_id``), ``wrong_type`` (a field of the wrong JSON type, or
+    a timestamp not in ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``), ``impossible_value`` (outside
+    :data:`MINIMUMS` and :data:`LIMITS`, or NaN).
     ``stream`` is unused by the rules (an event is judged by its own ``event_type``).
     """
     try:
@@ -341,14 +343,14 @@ def classify(text: str, stream: str | None = None) -> str | None:
     if event_type is None:
         return "missing_field"
     required = REQUIRED_FIELDS[event_type]
-    if any(event.get(name) is None for name in required):
+    if any(event.get(name) is None for name in required) or event["event_id"] == "":
         return "missing_field"
     for name, kind in {**required, **NULLABLE_FIELDS}.items():
         value = event.get(name)
         if value is not None and not _is_kind(value, kind):
             return "wrong_type"
     for name, minimum in MINIMUMS[event_type].items():
-        if event[name] < minimum:
+        if not minimum <= event[name] < LIMITS[event_type][name]:  # NaN too
             return "impossible_value"
     return None
 

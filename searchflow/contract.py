@@ -43,6 +43,8 @@ STREAM_PREFIX = "events:"  # Redis Streams events:search, events:click, events:c
 STREAM_FIELD = "data"  # the stream entry's field holding the JSON text
 STREAM_BATCH_FIELD = "batch"  # the stream entry's field holding the generation batch id
 APP_EVENTS_TABLE = "app.events"  # the "direct DB" source in PostgreSQL
+# A generation batch id starts with this; a JSONL file named after one holds that batch.
+GENERATION_BATCH_PREFIX = "gen-"
 APP_EVENTS_BATCH_COLUMN = "batch_id"  # its nullable column holding the generation batch id
 REDIS_READ_BATCH = 50_000  # stream entries per landing transaction
 POSTGRES_READ_BATCH = 200_000  # app.events rows per landing transaction

@@ -71,6 +71,19 @@ MINIMUMS: dict[str, dict[str, float]] = {
     "click": {"result_position": 1, "result_price": 0.01},
     "conversion": {"booking_value": 0.01, "commission": 0},
 }
+# Exclusive upper bounds: what the typed staging models can hold (INTEGER counts, DECIMAL(18,2)
+# money). A value at or above its limit, or not a finite number (NaN, 1e400), is
+# ``impossible_value`` at ingestion, so it can never fail a transform.
+INTEGER_LIMIT = 2**31
+MONEY_LIMIT = 1e16
+LIMITS: dict[str, dict[str, float]] = {
+    "search": {"results_count": INTEGER_LIMIT, "page": INTEGER_LIMIT},
+    "click": {"result_position": INTEGER_LIMIT, "result_price": MONEY_LIMIT},
+    "conversion": {"booking_value": MONEY_LIMIT, "commission": MONEY_LIMIT},
+}
+# The longest line (JSONL line, stream entry, app.events payload) ingestion parses, in bytes; a
+# longer one is dead-lettered whole-line as ``unparsable`` with its size, its first bytes kept.
+MAX_LINE_BYTES = 2_000_000
 # UTC, ISO 8601 with a Z: YYYY-MM-DDTHH:MM:SS[.ffffff]Z. Anything else is ``wrong_type``.
 TIMESTAMP_REGEX = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z"
 TIMESTAMP_PATTERN = re.compile(f"^{TIMESTAMP_REGEX}$")

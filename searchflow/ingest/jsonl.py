@@ -2,30 +2,48 @@
 
 Exactly once across re-runs, two ways at once:
 
-* ``raw.ingest_files`` records, per file, its size, mtime and how many complete lines were
-  consumed, in the same transaction as the rows. A file whose size and mtime did not change is
-  skipped without being opened; a file that grew is read from the line after the last one consumed
-  (an appending writer's half-written last line is left for the next run).
+* ``raw.ingest_files`` records, per file, its size, mtime and how many lines were consumed, in
+  the same transaction as the rows. A file whose size and mtime did not change is skipped without
+  being read; a file that grew is read from the line after the last one consumed.
 * dedup by event_id (and dead-letter id) protects against everything else: a file copied under
   another name, a rewritten file, a crash between two runs.
 
-Lines are read as raw text with DuckDB's CSV reader (one VARCHAR column, a delimiter that never
-occurs in text, no quoting), in parallel, into a temp table whose rowid keeps the file order; the
-line number is the rowid's distance from the file's first row. Empty lines are not events and are
-skipped; a line of blanks is dead-lettered as unparsable.
+A last line without a newline is read like any other. When it is not JSON it may be half written
+by an appending writer: it is dead-lettered but not counted as consumed, so if the file grows the
+completed line is read again.
+
+Lines are read in one of two ways, per file. A *plain* file (no ``\\r``, no NUL: one memchr each)
+goes through DuckDB's CSV reader as raw text (one VARCHAR column, no quoting), in parallel, into a
+temp table whose rowid keeps the file order; the line number is the rowid's distance from the
+file's first row. Any other file, or one the CSV reader refuses (a line that is not UTF-8 or is
+over its maximum size), is split by :mod:`searchflow.ingest.textlines`, which gives each line its
+editor line number and a ``problem`` for the lines that cannot be text. Empty lines are not
+events and are skipped; a line of blanks is dead-lettered as unparsable.
+
+Parents: a generated file is named after its generation batch
+(``<type>/<generation batch id>.jsonl``); the ids of the files read are the batch's parents.
 """
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from searchflow.contract import GENERATION_BATCH_PREFIX
 from searchflow.errors import UsageError
-from searchflow.ingest.land import lit
+from searchflow.ingest.chunks import INPUT, Chunk
+from searchflow.ingest.land import lit, utc_now
+from searchflow.ingest.space import disk_full_error, is_disk_full
+from searchflow.ingest.textlines import read_lines
 from searchflow.warehouse import EVENT_TYPES, RAW_SCHEMA
+
+TEMP_TABLES = ("_ingest_csv", "_ingest_split", "_ingest_file_meta", "_ingest_files")
 
 
 @dataclass(frozen=True)
@@ -37,8 +55,15 @@ class InputFile:
     stream: str | None  # event type of the folder it is in, None elsewhere
     size: int
     mtime_ns: int
-    done_lines: int  # complete lines consumed by earlier runs
+    done_lines: int  # lines consumed by earlier runs
     ends_with_newline: bool
+    plain: bool  # no \r and no NUL: DuckDB's CSV reader splits it right
+
+    @property
+    def parent(self) -> str | None:
+        """The generation batch the file holds, when its name says so."""
+        stem = self.path.stem
+        return stem if stem.startswith(GENERATION_BATCH_PREFIX) else None
 
 
 def find_files(root: Path) -> list[tuple[Path, str | None]]:
@@ -61,12 +86,12 @@ def find_files(root: Path) -> list[tuple[Path, str | None]]:
     return found
 
 
-def _ends_with_newline(path: Path, size: int) -> bool:
+def _scan(path: Path, size: int) -> tuple[bool, bool]:
+    """(ends with a newline, plain): a memchr for ``\\r`` and one for NUL, on a mapping."""
     if size == 0:
-        return True
-    with path.open("rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) == b"\n"
+        return True, True
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m[size - 1] == 10, m.find(b"\r") < 0 and m.find(b"\0") < 0
 
 
 def plan_files(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
@@ -85,6 +110,7 @@ def plan_files(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
             continue
         # A file that shrank was rewritten: read it again from the top (dedup protects).
         done = seen[2] if seen and stat.st_size >= seen[0] else 0
+        newline, plain = _scan(path, stat.st_size)
         todo.append(
             InputFile(
                 index=len(todo),
@@ -93,74 +119,138 @@ def plan_files(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
                 size=stat.st_size,
                 mtime_ns=stat.st_mtime_ns,
                 done_lines=done,
-                ends_with_newline=_ends_with_newline(path, stat.st_size),
+                ends_with_newline=newline,
+                plain=plain,
             )
         )
     return todo
 
 
-def stage_lines(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
-    """Read the files into ``_ingest_lines`` and expose the new lines as ``_ingest_input``.
-
-    Also fills ``_ingest_files`` (per file: complete lines now) for the bookkeeping.
-    """
+def _read_csv(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
+    """Plain files into ``_ingest_csv(fi, line)``; raises what DuckDB's CSV reader raises."""
     paths = lit([str(f.path) for f in files])
+    index = "CASE file_index " + " ".join(f"WHEN {i} THEN {f.index}" for i, f in enumerate(files))
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _ingest_lines AS
-        SELECT file_index AS fi, line
-        FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, delim = chr(0), quote = '', escape = '',
-                      header = false, auto_detect = false, strict_mode = false,
+        INSERT INTO _ingest_csv
+        SELECT {index} END AS fi, line
+        FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, delim = chr(0), quote = '',
+                      escape = '', header = false, auto_detect = false, strict_mode = false,
                       new_line = '\\n')
         """
     )
+
+
+def _read_plain(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> list[InputFile]:
+    """Read the plain files with DuckDB's CSV reader; returns those it refused.
+
+    All at once (in parallel) first; when that fails (a line that is not UTF-8 or too long, found
+    only by reading), each on its own, so only the refused files go the careful way.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _ingest_csv (fi INTEGER, line VARCHAR)")
+    if not files:
+        return []
+    try:
+        _read_csv(con, files)
+        return []
+    except duckdb.InvalidInputException:
+        con.execute("DELETE FROM _ingest_csv")
+    refused = []
+    for f in files:
+        try:
+            _read_csv(con, [f])
+        except duckdb.InvalidInputException:
+            refused.append(f)
+    return refused
+
+
+def _read_split(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
+    """The other files into ``_ingest_split(fi, ln, line, problem)``, block by block."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _ingest_split "
+        "(fi INTEGER, ln BIGINT, line VARCHAR, problem VARCHAR)"
+    )
+    for f in files:
+        for block in read_lines(f.path, skip=f.done_lines):
+            con.register("_ingest_block", block)
+            try:
+                con.execute(
+                    f"INSERT INTO _ingest_split SELECT {f.index}, ln, nullif(line, ''), problem "
+                    "FROM _ingest_block"
+                )
+            finally:
+                con.unregister("_ingest_block")
+
+
+def stage_lines(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
+    """Read the files' new lines and expose them as ``_ingest_input``.
+
+    Also fills ``_ingest_files`` (per file: how many lines it has now) for the bookkeeping.
+    """
+    refused = _read_plain(con, [f for f in files if f.plain])
+    careful = [f for f in files if not f.plain] + refused
+    _read_split(con, careful)
+    split = {f.index for f in careful}
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _ingest_file_meta (fi INTEGER, path VARCHAR, stream VARCHAR,"
-        " done BIGINT, partial_last BOOLEAN)"
+        " done BIGINT, partial_last BOOLEAN, split BOOLEAN)"
     )
     con.execute(
         "INSERT INTO _ingest_file_meta VALUES "
         + ", ".join(
             f"({f.index}, {lit(str(f.path))}, {lit(f.stream)}, {f.done_lines}, "
-            f"{lit(not f.ends_with_newline)})"
+            f"{lit(not f.ends_with_newline)}, {lit(f.index in split)})"
             for f in files
         )
     )
+    # Lines now: from the CSV rows (rowids), or the last line number split (only lines after
+    # `done` are split, so the count alone would not say).
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _ingest_files AS
         SELECT m.fi, m.path, m.stream, m.done, m.partial_last,
-               coalesce(l.first_row, 0) AS first_row,
-               coalesce(l.n, 0) - CASE WHEN m.partial_last AND coalesce(l.n, 0) > 0
-                                       THEN 1 ELSE 0 END AS complete
+               coalesce(c.first_row, 0) AS first_row,
+               CASE WHEN m.split THEN greatest(m.done, coalesce(s.last_ln, 0))
+                    ELSE coalesce(c.n, 0) END AS lines
         FROM _ingest_file_meta m
         LEFT JOIN (SELECT fi, min(rowid) AS first_row, count(*) AS n
-                   FROM _ingest_lines GROUP BY fi) l USING (fi)
+                   FROM _ingest_csv GROUP BY fi) c USING (fi)
+        LEFT JOIN (SELECT fi, max(ln) AS last_ln FROM _ingest_split GROUP BY fi) s USING (fi)
         """
     )
     con.execute(
-        """
-        CREATE OR REPLACE TEMP VIEW _ingest_input AS
-        SELECT l.rowid AS ord, l.line AS raw_text,
-               f.path || ':' || (l.rowid - f.first_row + 1) AS source_ref, f.stream
-        FROM _ingest_lines l JOIN _ingest_files f USING (fi)
-        WHERE l.rowid - f.first_row + 1 > f.done
-          AND l.rowid - f.first_row + 1 <= f.complete
-          AND l.line IS NOT NULL
+        f"""
+        CREATE OR REPLACE TEMP VIEW {INPUT} AS
+        SELECT c.rowid AS ord, c.line AS raw_text,
+               f.path || ':' || (c.rowid - f.first_row + 1) AS source_ref, f.stream,
+               NULL::VARCHAR AS problem
+        FROM _ingest_csv c JOIN _ingest_files f USING (fi)
+        WHERE c.rowid - f.first_row + 1 > f.done AND c.line IS NOT NULL
+        UNION ALL
+        SELECT (1::BIGINT << 62) + s.rowid AS ord, s.line AS raw_text,
+               f.path || ':' || s.ln AS source_ref, f.stream, s.problem
+        FROM _ingest_split s JOIN _ingest_files f USING (fi)
+        WHERE s.line IS NOT NULL
         """
     )
 
 
-def bookkeeping(files: list[InputFile], batch_id: str, ingested_at: datetime) -> list[str]:
-    """Statements that record how far each file was read (run inside the landing transaction)."""
-    if not files:
-        return []
+def bookkeeping(batch_id: str, ingested_at: datetime, files: list[InputFile]) -> list[str]:
+    """Statements that record how far each file was read (run inside the landing transaction).
+
+    A last line without a newline that was judged ``unparsable`` is not counted as consumed: it
+    may be half written, and is read again once the file grows.
+    """
     seen = ", ".join(f"({f.index}, {f.size}, {f.mtime_ns})" for f in files)
     return [
         f"DELETE FROM {RAW_SCHEMA}.ingest_files WHERE path IN (SELECT path FROM _ingest_files)",
         f"""
         INSERT INTO {RAW_SCHEMA}.ingest_files
-        SELECT f.path, m.size, m.mtime_ns, greatest(f.complete, f.done),
+        SELECT f.path, m.size, m.mtime_ns,
+               greatest(f.done, f.lines - CASE WHEN f.partial_last AND EXISTS (
+                   SELECT 1 FROM _ingest_judged j
+                   WHERE j.source_ref = f.path || ':' || f.lines AND j.reason = 'unparsable')
+                   THEN 1 ELSE 0 END),
                {lit(batch_id)}, {lit(ingested_at)}
         FROM _ingest_files f JOIN (VALUES {seen}) m(fi, size, mtime_ns) USING (fi)
         """,
@@ -169,6 +259,42 @@ def bookkeeping(files: list[InputFile], batch_id: str, ingested_at: datetime) ->
 
 def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the temp relations of a read (the connection may be reused)."""
-    con.execute("DROP VIEW IF EXISTS _ingest_input")
-    for name in ("_ingest_lines", "_ingest_file_meta", "_ingest_files"):
+    con.execute(f"DROP VIEW IF EXISTS {INPUT}")
+    for name in TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def chunks(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    batch_id: str,
+    stats: dict[str, Any],
+    *,
+    folder: Path,
+) -> Iterator[Chunk]:
+    """The new lines of the files under ``root``, as one chunk (one landing transaction).
+
+    ``stats`` receives what the summary adds: ``files_found``, ``files_read``. ``folder``: where
+    the warehouse writes (named by a full disk's error).
+    """
+    stats["files_found"] = len(find_files(root))
+    files = plan_files(con, root)
+    stats["files_read"] = len(files)
+    if not files:
+        return
+    try:
+        try:
+            stage_lines(con, files)
+        except (duckdb.Error, OSError) as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(exc, folder, 2 * sum(f.size for f in files)) from None
+            raise
+        read = con.execute("SELECT fi FROM _ingest_files WHERE lines > done").fetchall()
+        fresh = {fi for (fi,) in read}
+        yield Chunk(
+            size_bytes=sum(f.size for f in files),
+            parents=frozenset(f.parent for f in files if f.parent and f.index in fresh),
+            bookkeeping=bookkeeping(batch_id, utc_now(), files),
+        )
+    finally:
+        drop_stage(con)

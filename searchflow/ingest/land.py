@@ -1,7 +1,9 @@
-"""Set-based landing: classify a batch of raw lines, drop what is already there, write the rest.
+"""Set-based landing: classify a chunk of raw lines, drop what is already there, write the rest.
 
-Every reader (JSONL, Redis, Postgres) puts one batch into a DuckDB relation with the columns
-``ord, raw_text, source_ref, stream`` and calls :func:`land_batch`. It:
+A *chunk* is what one landing transaction writes; an ingestion *batch* (one run, one id, one
+ledger row) is one or more chunks. Every reader (JSONL, Redis, Postgres) puts one chunk into a
+DuckDB relation with the columns ``ord, raw_text, source_ref, stream, problem`` and
+:mod:`searchflow.ingest.chunks` calls :func:`land_chunk`. It:
 
 1. classifies every line (:mod:`searchflow.ingest.validate`) into a temp table, copying the text
    once (before the transaction: it depends on the input alone);
@@ -9,14 +11,15 @@ Every reader (JSONL, Redis, Postgres) puts one batch into a DuckDB relation with
 and then, in ONE transaction:
 
 2. collects the few lines that are not new into a second temp table: ``duplicate`` (its
-   event_id already in the table, or earlier in this batch; or, for a malformed line, its dead
+   event_id already in the table, or earlier in this chunk; or, for a malformed line, its dead
    letter already recorded). The rest are ``dead_letter`` (malformed) or ``landed``;
 3. inserts the landed events with one INSERT per event type, and the new dead letters;
-4. runs the reader's bookkeeping (files read, watermark) so it moves with the rows, never apart.
+4. runs the reader's bookkeeping (files read, watermark) and the batch's ledger row, so they move
+   with the rows, never apart.
 
-Why an anti-join and not a PRIMARY KEY: DuckDB's ART index makes bulk loads about 3x slower and
-``INSERT OR IGNORE`` cannot tell a duplicate from a landed row in the counts; a hash anti-join
-against the ``event_id`` column is cheap and gives the counts for free. Within a batch the first
+Why an anti-join and not a PRIMARY KEY: DuckDB's ART index makes bulk loads several times slower
+and ``INSERT OR IGNORE`` cannot tell a duplicate from a landed row in the counts; a hash anti-join
+against the ``event_id`` column is cheap and gives the counts for free. Within a chunk the first
 line (by ``ord``) of an event wins.
 
 The dead_letter_id is a hash of (source, source_ref, raw text): a re-read of the same input (a
@@ -25,8 +28,9 @@ redelivered stream entry, a file read again) finds it and adds no second dead le
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,14 +47,16 @@ from searchflow.warehouse import (
 
 OUTCOMES: tuple[str, ...] = ("landed", "duplicates", "dead_letters")
 # String codecs the landing INSERTs do not try, by whether the file's format has ZSTD strings. In
-# the v1.0 format strings end up FSST anyway, and not analysing the others saved about a fifth of
-# the write (same file size, 1M events). In the newest format the payload is declared ZSTD and the
-# ids and refs end up DICT_FSST; plain FSST is not tried.
+# the v1.0 format strings end up FSST anyway, so analysing the others is wasted work. In the
+# newest format the payload is declared ZSTD and the ids and refs end up DICT_FSST; plain FSST is
+# not tried.
 SKIPPED_CODECS = {True: "fsst", False: "dictionary,dict_fsst,zstd"}
-# Rows per row group the landing connection writes (DuckDB's default: 122,880). Parallel INSERTs
-# leave each thread's last, partial row groups to be compressed at COMMIT, on one core: with a
-# quarter of the default that tail is small (1M events: COMMIT 0.5 s -> 0.1 s, file 3% larger).
+# Rows per row group the landing connection writes (a quarter of DuckDB's default). Parallel
+# INSERTs leave each thread's last, partial row groups to be compressed at COMMIT, on one core:
+# smaller row groups keep that single-threaded tail short, for a slightly larger file.
 LANDING_ROW_GROUP_SIZE = 30_720
+# Run inside a chunk's landing transaction, with the chunk's counts, just before its COMMIT.
+InTransaction = Callable[[duckdb.DuckDBPyConnection, dict[str, dict[str, int]]], None]
 OTHER = "other"  # bucket of lines whose type cannot be told from the line or where it came from
 
 # Bookkeeping the readers keep beside the raw tables (additive to the raw layer contract).
@@ -84,7 +90,7 @@ def ensure_ingest_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def new_batch_id(source: str) -> str:
-    """One id per ingest run: readable (source and UTC time) and unique (random suffix)."""
+    """One batch id per ingest run: readable (source and UTC time) and unique (random suffix)."""
     return f"ingest-{source}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
@@ -112,9 +118,9 @@ def empty_counts() -> dict[str, dict[str, int]]:
     return {t: {"read": 0, **dict.fromkeys(OUTCOMES, 0)} for t in EVENT_TYPES}
 
 
-def add_counts(total: dict[str, dict[str, int]], batch: dict[str, dict[str, int]]) -> None:
-    """Add a batch's per-type counts into a run's."""
-    for bucket, counts in batch.items():
+def add_counts(total: dict[str, dict[str, int]], chunk: dict[str, dict[str, int]]) -> None:
+    """Add a chunk's per-type counts into a batch's."""
+    for bucket, counts in chunk.items():
         mine = total.setdefault(bucket, {"read": 0, **dict.fromkeys(OUTCOMES, 0)})
         for key, value in counts.items():
             mine[key] += value
@@ -124,8 +130,8 @@ def _judge_sql(input_relation: str, source: str) -> str:
     """``_ingest_judged``: every line classified, with its dead-letter id (malformed lines only).
 
     A pure function of the input: it is built before the landing transaction opens. Built inside
-    it, the table would live in the transaction's local storage, and the INSERTs reading it were
-    measured 1.8x slower (1M events).
+    it, the table would live in the transaction's local storage, which makes the INSERTs reading
+    it much slower.
     """
     return f"""
         CREATE OR REPLACE TEMP TABLE _ingest_judged AS
@@ -142,7 +148,7 @@ def _repeats_sql() -> str:
     """``_ingest_repeats``: the ``ord`` of every judged line that is not new.
 
     Its event already in the raw table, its dead letter already recorded, or an earlier line of
-    the batch (by ``ord``) with the same key. Usually a handful of rows, so the outcome of a line
+    the chunk (by ``ord``) with the same key. Usually a handful of rows, so the outcome of a line
     is one anti-join away and the judged text is never copied a second time. It reads the raw
     tables, so it runs inside the landing transaction.
     """
@@ -156,7 +162,7 @@ def _repeats_sql() -> str:
     return f"""
         CREATE OR REPLACE TEMP TABLE _ingest_repeats AS
         WITH collide AS (
-            -- keys (hashed) seen more than once in the batch: few; confirmed exactly below
+            -- keys (hashed) seen more than once in the chunk: few; confirmed exactly below
             SELECT {key} AS h FROM _ingest_judged GROUP BY h HAVING count(*) > 1
         ), repeated AS (
             SELECT ord, row_number() OVER (
@@ -196,10 +202,56 @@ def _counts_sql() -> str:
     """
 
 
+def _insert_sql(tag: str) -> list[str]:
+    """The landing INSERTs: one per event type, then the new dead letters."""
+    events = [
+        f"""
+        INSERT INTO {raw_table(t)}
+            (event_id, event_time, payload, source, source_ref, batch_id, ingested_at)
+        SELECT event_id, event_time, payload, {tag}
+        FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
+        WHERE j.reason IS NULL AND j.event_type = '{t}'
+        """
+        for t in EVENT_TYPES
+    ]
+    dead_letters = f"""
+        INSERT INTO {RAW_SCHEMA}.dead_letter_events
+            (dead_letter_id, raw_text, reason, detail, event_type, source, source_ref,
+             batch_id, ingested_at)
+        SELECT dead_letter_id, coalesce(payload::VARCHAR, raw_text, ''), reason, detail,
+               coalesce(declared_type, stream), {tag}
+        FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
+        WHERE j.reason IS NOT NULL
+        """
+    return [*events, dead_letters]
+
+
+def _as_counts(rows: list[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    counts = empty_counts()
+    for bucket, outcome, n in rows:
+        mine = counts.setdefault(bucket, {"read": 0, **dict.fromkeys(OUTCOMES, 0)})
+        mine[outcome] += n
+        mine["read"] += n
+    return counts
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure without hiding it.
+
+    A failed COMMIT (a full disk) has already ended the transaction, and a fatal error invalidates
+    the connection: a second error from ROLLBACK would replace the one that says what happened.
+    """
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
 def _land_judged(
-    con: duckdb.DuckDBPyConnection, tag: str, bookkeeping: Sequence[str]
-) -> list[tuple[str, str, int]]:
-    """The landing transaction over ``_ingest_judged``; returns (bucket, outcome, count) rows."""
+    con: duckdb.DuckDBPyConnection,
+    tag: str,
+    bookkeeping: Sequence[str],
+    in_transaction: InTransaction | None,
+) -> dict[str, dict[str, int]]:
+    """The landing transaction over ``_ingest_judged``; returns the chunk's per-type counts."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(_repeats_sql())
@@ -207,68 +259,49 @@ def _land_judged(
         con.execute("SET preserve_insertion_order = false")
         skipped = SKIPPED_CODECS[zstd_strings(con)]
         con.execute(f"SET disabled_compression_methods = {lit(skipped)}")
-        for t in EVENT_TYPES:
-            con.execute(
-                f"""
-                INSERT INTO {raw_table(t)}
-                    (event_id, event_time, payload, source, source_ref, batch_id, ingested_at)
-                SELECT event_id, event_time, payload, {tag}
-                FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
-                WHERE j.reason IS NULL AND j.event_type = '{t}'
-                """
-            )
-        con.execute(
-            f"""
-            INSERT INTO {RAW_SCHEMA}.dead_letter_events
-                (dead_letter_id, raw_text, reason, detail, event_type, source, source_ref,
-                 batch_id, ingested_at)
-            SELECT dead_letter_id, coalesce(payload::VARCHAR, raw_text, ''), reason, detail,
-                   coalesce(declared_type, stream), {tag}
-            FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
-            WHERE j.reason IS NOT NULL
-            """
-        )
+        for sql in _insert_sql(tag):
+            con.execute(sql)
         for sql in bookkeeping:
             con.execute(sql)
-        rows = con.execute(_counts_sql()).fetchall()
+        counts = _as_counts(con.execute(_counts_sql()).fetchall())
+        if in_transaction is not None:
+            in_transaction(con, counts)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback_quietly(con)
         raise
     finally:
-        con.execute("SET preserve_insertion_order = true")
-        con.execute("RESET disabled_compression_methods")
-    return rows
+        with contextlib.suppress(duckdb.Error):  # an invalidated connection: the error says why
+            con.execute("SET preserve_insertion_order = true")
+            con.execute("RESET disabled_compression_methods")
+    return counts
 
 
-def land_batch(
+def land_chunk(
     con: duckdb.DuckDBPyConnection,
     input_relation: str,
     source: str,
     batch_id: str,
     bookkeeping: Sequence[str] = (),
     ingested_at: datetime | None = None,
+    in_transaction: InTransaction | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Land one batch in one transaction; returns per-type counts.
+    """Land one chunk in one transaction; returns per-type counts.
 
     ``bookkeeping`` are statements run inside the same transaction after the rows (the reader's
-    record of what it consumed). Any failure rolls everything back: no half-written table, and
-    the bookkeeping does not move.
+    record of what it consumed); ``in_transaction(con, counts)`` runs last, before the COMMIT,
+    with the chunk's counts (the batch's ledger row). Any failure rolls everything back: no
+    half-written table, and neither the bookkeeping nor the ledger moves.
     """
     stamp = lit(ingested_at or utc_now())
     tag = f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp}"
     try:
         con.execute(_judge_sql(input_relation, source))
-        rows = _land_judged(con, tag, bookkeeping)
+        return _land_judged(con, tag, bookkeeping, in_transaction)
     finally:
         for name in ("_ingest_judged", "_ingest_repeats"):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-    counts = empty_counts()
-    for bucket, outcome, n in rows:
-        mine = counts.setdefault(bucket, {"read": 0, **dict.fromkeys(OUTCOMES, 0)})
-        mine[outcome] += n
-        mine["read"] += n
-    return counts
+            with contextlib.suppress(duckdb.Error):  # an invalidated connection: see the error
+                con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def summarize(

@@ -1,44 +1,45 @@
 """Redis Streams reader: ``events:search|click|conversion`` through a consumer group.
 
-Per stream, in this order, in batches, until drained:
+Per stream, in this order, in chunks, until drained:
 
 1. this consumer's own pending entries (``XREADGROUP ... 0``): read before, landed or not, never
    acknowledged (the previous run died between its commit and its XACK);
 2. entries a dead consumer left pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``);
 3. new entries (``XREADGROUP ... >``).
 
-Each batch lands in one DuckDB transaction and is acknowledged (``XACK``) only after the commit.
+Each chunk lands in one DuckDB transaction and is acknowledged (``XACK``) only after the commit.
 Dying between the two leaves the entries pending; the next run re-reads them and dedup turns
 them into duplicates, so nothing is lost and nothing lands twice. source_ref is
 ``<stream>/<entry id>``, stable across redeliveries, so a malformed entry's dead letter is not
-written twice either.
+written twice either. An entry that is not UTF-8 or is over the line limit is dead-lettered
+(never landed with replacement characters); an entry's ``batch`` field names its generation
+batch, the ingestion batch's parent.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from searchflow.arrays import prefer_jemalloc, utf8_strings
+import duckdb
+
+from searchflow.arrays import prefer_jemalloc
 from searchflow.config import Settings
+from searchflow.contract import REDIS_READ_BATCH, STREAM_BATCH_FIELD, STREAM_FIELD, stream_name
 from searchflow.errors import ServiceUnavailable
-from searchflow.ingest.land import (
-    LANDING_ROW_GROUP_SIZE,
-    add_counts,
-    ensure_ingest_schema,
-    land_batch,
-)
-from searchflow.warehouse import EVENT_TYPES, session
+from searchflow.ingest.chunks import INPUT, Chunk
+from searchflow.ingest.textlines import judge_bytes
+from searchflow.warehouse import EVENT_TYPES
 
-STREAM_PREFIX = "events:"
-FIELD = b"data"
+GROUP = "searchflow-ingest"
+CLAIM_IDLE_MS = 60_000
+FIELD = STREAM_FIELD.encode()
+BATCH_FIELD = STREAM_BATCH_FIELD.encode()
 
-Entry = tuple[bytes, dict[bytes, bytes] | None]
-
-
-def stream_name(event_type: str) -> str:
-    return f"{STREAM_PREFIX}{event_type}"
+Entry = tuple[bytes, Any]
+Reader = Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], Iterator[Chunk]]
 
 
 def default_consumer() -> str:
@@ -64,7 +65,7 @@ def _entries(response, **_options) -> list:
     """XREADGROUP's reply for one stream as its entries, parsed by hiredis only.
 
     Installed as the client's response callback: redis-py's own turns every entry's fields into a
-    dict in Python, which cost more than landing the batch. An entry is ``(id, fields)`` with the
+    dict in Python, which costs more than landing the chunk. An entry is ``(id, fields)`` with the
     fields a flat ``[name, value, ...]`` list, or None when it was deleted while pending.
     """
     if not response:
@@ -105,48 +106,87 @@ def _new(client, stream: str, group: str, consumer: str, count: int) -> Iterator
         yield entries
 
 
-def _text(fields) -> bytes | None:
-    """The ``data`` field of an entry's fields (a flat list from XREADGROUP, a dict from
-    XAUTOCLAIM); None for an entry deleted while pending or one without it."""
+def _field(fields, name: bytes) -> bytes | None:
+    """One field of an entry's fields (a flat list from XREADGROUP, a dict from XAUTOCLAIM);
+    None for an entry deleted while pending or one without it."""
     if fields is None:
         return None
     if isinstance(fields, dict):
-        return fields.get(FIELD)
-    if fields[:1] == [FIELD]:
+        return fields.get(name)
+    if fields[:1] == [name]:
         return fields[1]
     pairs = dict(zip(fields[::2], fields[1::2], strict=True))
-    return pairs.get(FIELD)
+    return pairs.get(name)
 
 
-def _stage(con, stream: str, event_type: str, entries: list[Entry]) -> None:
-    """The batch as the ``_ingest_input`` relation (Arrow columns, built without a Python row)."""
+def _stage(con: duckdb.DuckDBPyConnection, stream: str, event_type: str, entries: list[Entry]):
+    """The chunk as the input relation (Arrow columns); returns its size and parents."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    texts = [_field(fields, FIELD) for _, fields in entries]
+    lines, problems = judge_bytes(texts)
     ids = pa.array([entry_id for entry_id, _ in entries], pa.binary()).cast(pa.string())
     table = pa.table(
         {
             "ord": pa.array(range(len(entries)), pa.int64()),
-            "raw_text": utf8_strings([_text(fields) for _, fields in entries]),
+            "raw_text": lines,
             "source_ref": pc.binary_join_element_wise(f"{stream}/", ids, ""),
             "stream": pa.array([event_type] * len(entries), pa.string()),
+            "problem": problems,
         }
     )
-    con.register("_ingest_input", table)
+    con.register(INPUT, table)
+    parents = {_field(fields, BATCH_FIELD) for _, fields in entries} - {None}
+    size = sum(len(t) for t in texts if t is not None)
+    return size, frozenset(p.decode("utf-8", "replace") for p in parents)
 
 
-def ingest(
+def _phases(client, stream: str, group: str, consumer: str, count: int, idle_ms: int):
+    """(phase, entries) per read, in the order of the module docstring."""
+    for entries in _own_pending(client, stream, group, consumer, count):
+        yield "pending", entries
+    for entries in _claimed(client, stream, group, consumer, idle_ms, count):
+        yield "claimed", entries
+    for entries in _new(client, stream, group, consumer, count):
+        yield "new", entries
+
+
+def _stream_chunks(
+    con, client, event_type: str, group: str, consumer: str, count: int, idle_ms: int, stats
+) -> Iterator[Chunk]:
+    stream = stream_name(event_type)
+    if not ensure_group(client, stream, group):
+        return
+    for phase, entries in _phases(client, stream, group, consumer, count, idle_ms):
+        size, parents = _stage(con, stream, event_type, entries)
+        ids = [entry_id for entry_id, _ in entries]
+        try:
+            yield Chunk(
+                size_bytes=size,
+                parents=parents,
+                acknowledge=lambda ids=ids: client.xack(stream, group, *ids),
+            )
+        finally:
+            con.unregister(INPUT)
+        if phase == "claimed":
+            stats["claimed"] += len(entries)
+
+
+@contextmanager
+def reader(
     settings: Settings,
-    batch_id: str,
-    counts: dict,
     *,
-    group: str = "searchflow-ingest",
+    group: str = GROUP,
     consumer: str | None = None,
-    batch_size: int = 10_000,
-    claim_idle_ms: int = 60_000,
-    after_commit: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Drain the three streams; returns what the summary adds (consumer, batches, pending)."""
+    chunk_size: int = REDIS_READ_BATCH,
+    claim_idle_ms: int = CLAIM_IDLE_MS,
+) -> Iterator[Reader]:
+    """The stream reader: ``chunks(con, stats)`` drains the three streams.
+
+    ``stats`` receives what the summary adds (consumer, group, claimed, pending). A lost Redis is
+    one clear line; committed chunks are kept, unacknowledged entries are re-read next time.
+    """
     import redis
 
     from searchflow.services import mask_url, redis_client, redis_url
@@ -155,54 +195,26 @@ def ingest(
     client = redis_client(settings, socket_timeout=30)
     client.set_response_callback("XREADGROUP", _entries)
     url = redis_url(settings)
-    batches = 0
-    claimed = 0
-    prefer_jemalloc()  # every batch is staged through Arrow
-    try:
-        with session(settings, row_group_size=LANDING_ROW_GROUP_SIZE) as con:
-            ensure_ingest_schema(con)
-            for event_type in EVENT_TYPES:
-                stream = stream_name(event_type)
-                if not ensure_group(client, stream, group):
-                    continue
-                phases = (
-                    ("pending", _own_pending(client, stream, group, consumer, batch_size)),
-                    (
-                        "claimed",
-                        _claimed(client, stream, group, consumer, claim_idle_ms, batch_size),
-                    ),
-                    ("new", _new(client, stream, group, consumer, batch_size)),
-                )
-                for phase, source in phases:
-                    for entries in source:
-                        _stage(con, stream, event_type, entries)
-                        try:
-                            batch = land_batch(con, "_ingest_input", "redis", batch_id)
-                        finally:
-                            con.unregister("_ingest_input")
-                        add_counts(counts, batch)
-                        if after_commit is not None:
-                            after_commit(batch)
-                        client.xack(stream, group, *[entry_id for entry_id, _ in entries])
-                        batches += 1
-                        if phase == "claimed":
-                            claimed += len(entries)
-            pending = sum(
-                client.xpending(stream_name(t), group)["pending"]
-                for t in EVENT_TYPES
-                if client.exists(stream_name(t))
+    prefer_jemalloc()  # every chunk is staged through Arrow
+
+    def chunks(con: duckdb.DuckDBPyConnection, stats: dict[str, Any]) -> Iterator[Chunk]:
+        stats.update(consumer=consumer, group=group, claimed=0)
+        for event_type in EVENT_TYPES:
+            yield from _stream_chunks(
+                con, client, event_type, group, consumer, chunk_size, claim_idle_ms, stats
             )
+        stats["pending"] = sum(
+            client.xpending(stream_name(t), group)["pending"]
+            for t in EVENT_TYPES
+            if client.exists(stream_name(t))
+        )
+
+    try:
+        yield chunks
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ServiceUnavailable(
-            f"lost Redis at {mask_url(url)} while ingesting ({exc}); committed batches are kept, "
+            f"lost Redis at {mask_url(url)} while ingesting ({exc}); committed chunks are kept, "
             "unacknowledged entries are re-read by the next run"
         ) from None
     finally:
         client.close()
-    return {
-        "consumer": consumer,
-        "group": group,
-        "batches": batches,
-        "claimed": claimed,
-        "pending": pending,
-    }

@@ -120,18 +120,39 @@ def test_appended_file_is_read_from_where_it_stopped(settings, query, tmp_path):
     assert [r[0].rsplit(":", 1)[1] for r in refs] == [str(n) for n in range(1, 9)]
 
 
-def test_half_written_last_line_waits_for_its_end(settings, query, tmp_path):
+def test_half_written_last_line_is_read_again_once_complete(settings, query, tmp_path):
+    """An unterminated last line that is not JSON is dead-lettered but not consumed: when the
+    writer finishes it, the completed line lands."""
     events = tmp_path / "events"
     path = write_jsonl(events, "click", [line(event("click", 1))])
     tail = line(event("click", 2))
     with path.open("a") as handle:
         handle.write(tail[:40])  # a writer caught mid-line
     first = run_ingestion(settings, "jsonl", path=events)
-    assert (first["read"], first["landed"], first["dead_letters"]) == (1, 1, 0)
+    assert (first["read"], first["landed"], first["dead_letters"]) == (2, 1, 1)
+    assert run_ingestion(settings, "jsonl", path=events)["read"] == 0  # unchanged: not re-read
     with path.open("a") as handle:
         handle.write(tail[40:] + "\n")
     second = run_ingestion(settings, "jsonl", path=events)
     assert (second["read"], second["landed"], second["dead_letters"]) == (1, 1, 0)
+    assert query("SELECT source_ref FROM raw.click_events ORDER BY event_id")[-1][0].endswith(":2")
+
+
+def test_last_line_without_newline_lands(settings, query, tmp_path):
+    events = tmp_path / "events"
+    path = write_jsonl(events, "click", [line(event("click", 1))])
+    with path.open("a") as handle:
+        handle.write(line(event("click", 2)))  # valid, no newline at the end
+    first = run_ingestion(settings, "jsonl", path=events)
+    assert (first["read"], first["landed"], first["nothing_new"]) == (2, 2, False)
+    again = run_ingestion(settings, "jsonl", path=events)
+    assert (again["read"], again["nothing_new"]) == (0, True)
+    with path.open("a") as handle:  # the writer ends line 2 and goes on
+        handle.write("\n" + line(event("click", 3)) + "\n")
+    more = run_ingestion(settings, "jsonl", path=events)
+    assert (more["read"], more["landed"]) == (1, 1)
+    refs = query("SELECT source_ref FROM raw.click_events ORDER BY event_id")
+    assert [r[0].rsplit(":", 1)[1] for r in refs] == ["1", "2", "3"]
 
 
 def test_duplicates_across_files_and_late_events(settings, query, tmp_path):

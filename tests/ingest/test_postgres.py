@@ -41,12 +41,12 @@ def test_lands_above_the_watermark_and_advances_it(psettings, postgres_url, quer
     rows += [("click", text) for variants in malformed("click", 900).values() for text in variants]
     rows += [("click", 'has "quotes", commas,\nand a newline')]
     _insert(postgres_url, rows)
-    summary = run_ingestion(psettings, "postgres", batch_size=17)
+    summary = run_ingestion(psettings, "postgres", chunk_size=17)
     assert summary["read"] == len(rows)
     assert (summary["landed"], summary["duplicates"]) == (60, 1)
     assert summary["dead_letters"] == len(rows) - 61
     assert reconciles(summary)
-    assert summary["watermark_to"] == len(rows) and summary["batches"] == -(-len(rows) // 17)
+    assert summary["watermark_to"] == len(rows) and summary["chunks"] == -(-len(rows) // 17)
     raw = query("SELECT raw_text FROM raw.dead_letter_events WHERE raw_text LIKE 'has%'", psettings)
     assert raw == [('has "quotes", commas,\nand a newline',)]
     ref = query("SELECT source_ref FROM raw.search_events WHERE event_id = 's-000000'", psettings)

@@ -61,11 +61,11 @@ def _fill(client) -> int:
 
 def test_lands_reconciles_and_acks_everything(rsettings, client, query):
     sent = _fill(client)
-    summary = run_ingestion(rsettings, "redis", consumer="c1", batch_size=16)
+    summary = run_ingestion(rsettings, "redis", consumer="c1", chunk_size=16)
     assert summary["read"] == sent
     assert (summary["landed"], summary["duplicates"], summary["dead_letters"]) == (90, 3, 15)
     assert reconciles(summary)
-    assert summary["batches"] > 3  # small batches: the loop drains each stream
+    assert summary["chunks"] > 3  # small batches: the loop drains each stream
     assert summary["pending"] == 0 and _pending(client) == 0
     ref = query("SELECT source_ref FROM raw.click_events WHERE event_id = 'c-000000'", rsettings)
     assert ref[0][0].startswith("events:click/")
@@ -80,11 +80,11 @@ def test_kill_between_commit_and_ack_loses_and_doubles_nothing(rsettings, client
         raise KeyboardInterrupt("killed after commit, before XACK")
 
     with pytest.raises(KeyboardInterrupt):
-        run_ingestion(rsettings, "redis", consumer="c1", batch_size=10, after_commit=die)
+        run_ingestion(rsettings, "redis", consumer="c1", chunk_size=10, after_commit=die)
     assert _pending(client) == 10  # committed, never acknowledged
     landed_first = query("SELECT count(*) FROM raw.search_events", rsettings)[0][0]
     assert landed_first > 0
-    summary = run_ingestion(rsettings, "redis", consumer="c1", batch_size=10)
+    summary = run_ingestion(rsettings, "redis", consumer="c1", chunk_size=10)
     # the 10 pending entries are re-read first: already landed, so duplicates, not new rows
     assert summary["read"] == sent and summary["pending"] == 0 and _pending(client) == 0
     assert summary["duplicates"] == 3 + 10  # the 3 injected + the 10 redelivered
@@ -103,7 +103,7 @@ def test_sigkill_between_commit_and_ack(rsettings, client, query, service_env):
         from searchflow.config import get_settings
         from searchflow.ingest import run_ingestion
         run_ingestion(get_settings(redis_url={rsettings.redis_url!r}), "redis", consumer="c1",
-                      batch_size=7, after_commit=lambda b: os.kill(os.getpid(), signal.SIGKILL))
+                      chunk_size=7, after_commit=lambda b: os.kill(os.getpid(), signal.SIGKILL))
         """
     )
     env = {**os.environ, "SEARCHFLOW_HOME": str(rsettings.home_path)}
