@@ -1,7 +1,7 @@
 """The Postgres side of the syncs: diff against the destination's real values, write only changes.
 
 Plan: the destination's key and compared columns are read with one ``COPY (SELECT ...) TO STDOUT``
-(Postgres' fastest way out, ~20 bytes a row of CSV), parsed by Arrow into the mart's own column
+(Postgres' fastest way out, compact CSV), parsed by Arrow into the mart's own column
 types, and compared with the mart in an in-memory DuckDB (a hash join, ``IS DISTINCT FROM`` per
 column). Only then is anything sent to Postgres:
 
@@ -197,9 +197,9 @@ def plan(
 def in_key_order(rows: pa.Table, target: PgTarget) -> pa.Table:
     """The target's columns, rows sorted by key.
 
-    Postgres' B-tree appends keys that arrive in order on its rightmost page without a descent:
-    a first load of 200,000 segments COPYed in key order measured ~30% faster than in the mart's
-    order (median of 7). Arrow sorts by bytes, which is the order of C and C.UTF-8 collations;
+    Postgres' B-tree appends keys that arrive in order on its rightmost page without a descent,
+    so a first load in key order is cheaper than one in the mart's order (docs/reverse-etl.md,
+    "Speed", has the measurement). Arrow sorts by bytes, which is the order of C and C.UTF-8 collations;
     under others most keys still arrive in order.
     """
     return rows.select(list(target.columns)).sort_by(target.key)

@@ -119,7 +119,7 @@ def _multi(name: str, target: str, keys: pa.Array) -> tuple[bytes, int]:
 # The value is head || tail: head = {"destinations":[...],"score":x (the compared part), tail =
 # ,"generated_at":"..."}. Our writer is canonical (to_json of each string and of the score, no
 # spaces), so an unchanged recommendation is a stored value that starts with the new head and ends
-# in a well-formed generated_at: string comparisons, no JSON parsing of 200k values. Anything else
+# in a well-formed generated_at: string comparisons, no JSON parsing of every value. Anything else
 # (other JSON spelling, extra fields) is rewritten. Heads are built only to compare with the values
 # Redis holds; full values only for the rows that are written, while they are sent. Both are SQL
 # over the mart's columns.
