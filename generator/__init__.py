@@ -1,15 +1,23 @@
 """Stage 1: simulate search, click and conversion events and send them to a sink.
 
-Public API (stable; other stages and the tests use it):
+Public API (stable; other stages, the gated runner and the tests use it):
 
 - :class:`GeneratorConfig`: the run's arguments; ``config.batch_id`` is derived from them.
-- :func:`generate` ``(config) -> GeneratedBatch``: simulate and plan the emission, in memory.
+- :func:`build` ``(config) -> GeneratedBatch`` (also :func:`generate`): simulate and plan the
+  emission, in memory; touches no file or server, so the batch can be gated before it is sent.
 - :class:`GeneratedBatch`: ``batch_id``, ``lines(type)`` (Arrow strings in emission order),
   ``meta`` / ``emitted`` (per-line truth: stream, event_id, timestamps, fault, reason),
-  ``to_arrow(type)`` / ``to_pandas(type)`` (well-formed events, typed) and ``counts()``.
-- :func:`write` ``(batch, sink, settings, out=None) -> dict``: send a batch to jsonl/redis/postgres.
+  ``clean_tables()`` / ``to_arrow(type)`` (the simulated events, typed, before any fault: what
+  the generation gate judges) and ``counts()``.
+- :func:`prepare_target` ``(settings, sink, out) -> Path | None``: check the sink's target first.
+- :func:`write_batch` ``(settings, batch, sink, out) -> summary``: send a built batch to its sink
+  (trickled when its config is live); :func:`write` ``(batch, sink, settings, out)`` is the bulk
+  send alone.
+- :func:`write_held` / :func:`release_held` / :func:`drop_held`: a batch that failed its gate,
+  kept as JSONL under ``$SEARCHFLOW_HOME/held/generation/<batch_id>/`` until released to the sink
+  it was meant for, or dropped (:mod:`generator.held`).
 - :func:`run` ``(settings, config, sink, out) -> (batch, summary)`` and
-  :func:`run_generation` ``(settings, **options) -> summary``: what the command and the flow call.
+  :func:`run_generation` ``(settings, **options) -> summary``: build and write in one go, ungated.
 - :func:`classify` ``(line) -> reason | None``: the validation rules, per line (reference/oracle).
 """
 
@@ -20,10 +28,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from generator.batch import GeneratedBatch, generate
+from generator.batch import GeneratedBatch, build, generate
 from generator.config import SINKS, GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, classify
-from generator.sinks import appender, check_sink, default_out, prepare_out, write
+from generator.held import drop_held, held_path, read_manifest, release_held, write_held
+from generator.sinks import appender, check_sink, prepare_target, write
 from searchflow.config import Settings
 from searchflow.events import EVENT_TYPES
 
@@ -33,54 +42,60 @@ __all__ = [
     "SINKS",
     "GeneratedBatch",
     "GeneratorConfig",
+    "build",
     "classify",
     "config_from_options",
+    "drop_held",
     "generate",
+    "held_path",
+    "prepare_target",
+    "read_manifest",
+    "release_held",
     "run",
     "run_generation",
     "write",
+    "write_batch",
+    "write_held",
 ]
+
+
+def write_batch(
+    settings: Settings, batch: GeneratedBatch, sink: str = "jsonl", out: Path | None = None
+) -> dict[str, Any]:
+    """Send a built batch to ``sink`` (in real time when its config is live); the run's summary.
+
+    A live run stopped early (Ctrl-C, SIGTERM) counts only what it sent.
+    """
+    started = time.perf_counter()
+    target = prepare_target(settings, sink, out)
+    if batch.config.live:
+        from generator.live import trickle
+
+        writer = appender(sink, settings, batch.batch_id, target)
+        result: dict[str, Any] | None = trickle(batch, writer)
+        where = writer.where
+    else:
+        result = None
+        where = write(batch, sink, settings, target)["out"]
+    counts = batch.counts(upto=result["sent"] if result and result["interrupted"] else None)
+    summary: dict[str, Any] = {"batch_id": batch.batch_id, "sink": sink, "out": where, **counts}
+    if result is not None:
+        summary["live"] = True
+        summary["rate"] = batch.config.rate
+        summary["sent"] = result["sent"]
+        summary["interrupted"] = result["interrupted"]
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
 
 
 def run(
     settings: Settings, config: GeneratorConfig, sink: str = "jsonl", out: Path | None = None
 ) -> tuple[GeneratedBatch, dict[str, Any]]:
-    """Generate a batch and send it to ``sink`` (in real time when ``config.live``)."""
-    check_sink(sink)
+    """Generate a batch and send it to ``sink``, ungated (the gated way is flows/gated.py)."""
     started = time.perf_counter()
-    # Fail fast, before simulating anything: the target must be writable / answer.
-    if sink == "jsonl":
-        out = prepare_out(out if out is not None else default_out(settings))
-    elif sink == "redis":
-        from searchflow.services import redis_url
-
-        redis_url(settings)
-    else:
-        from searchflow.services import postgres_url
-
-        postgres_url(settings)
-    batch = generate(config)
-    if config.live:
-        from generator.live import trickle
-
-        writer = appender(sink, settings, batch.batch_id, out)
-        result = trickle(batch, writer)
-        where = {"out": writer.where}
-    else:
-        result = None
-        where = write(batch, sink, settings, out)
-    counts = batch.counts(upto=result["sent"] if result and result["interrupted"] else None)
-    summary: dict[str, Any] = {
-        "batch_id": batch.batch_id,
-        "sink": sink,
-        "out": where["out"],
-        **counts,
-    }
-    if result is not None:
-        summary["live"] = True
-        summary["rate"] = config.rate
-        summary["sent"] = result["sent"]
-        summary["interrupted"] = result["interrupted"]
+    target = prepare_target(settings, sink, out)  # fail fast, before simulating anything
+    batch = build(config)
+    summary = write_batch(settings, batch, sink, target)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return batch, summary
 

@@ -1,57 +1,85 @@
 """Where generated lines go: JSONL files, Redis Streams, PostgreSQL ``app.events``.
 
+Every line carries its generation batch id beside it, so ingestion can name the batches it read as
+its parents: the JSONL file is named after the batch, a stream entry has the field ``batch`` next
+to ``data``, an ``app.events`` row has ``batch_id`` (the names are in :mod:`searchflow.contract`).
+
 Bulk writes are whole-batch and all-or-nothing where the target allows it: a JSONL file appears
-under its final name only once complete (temporary file + rename), the PostgreSQL rows arrive in
-one transaction with the DDL. Redis Streams have no transaction across 10k-entry pipelines; a
-failed run leaves a prefix of the stream, which is what a real producer does too (the ingestion
-side is exactly-once per event id).
+under its final name only once complete (temporary file + rename; what a killed run leaves is
+removed by the next JSONL write), the PostgreSQL rows arrive in one transaction with the DDL.
+Redis Streams have no transaction across pipelines; a failed run leaves a prefix of the stream,
+which is what a real producer does too (the ingestion side is exactly-once per event id).
 
 The ``*Appender`` classes write a trickle of rows as they come (live mode).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import os
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from generator.config import SINKS
 from generator.text import fixed_strings, join, timestamp_bytes, to_text_buffer
+from searchflow import resp
 from searchflow.config import Settings
+from searchflow.contract import (
+    APP_EVENTS_BATCH_COLUMN,
+    APP_EVENTS_TABLE,
+    SINKS,
+    STREAM_BATCH_FIELD,
+    STREAM_FIELD,
+    stream_name,
+)
 from searchflow.errors import SearchflowError, UsageError
 from searchflow.events import EVENT_TYPES
 
-if TYPE_CHECKING:
-    from generator.batch import GeneratedBatch
+REDIS_CHUNK = 10_000  # XADDs encoded at a time (the socket stays busy while the next is encoded)
+TMP_PATTERN = ".gen-*.tmp"  # a JSONL file being written (``.<batch_id>.jsonl.<pid>.tmp``)
 
-STREAM_PREFIX = "events:"
-REDIS_FIELD = "data"
-REDIS_CHUNK = 10_000
 
-APP_DDL = r"""
-CREATE SCHEMA IF NOT EXISTS app;
-CREATE TABLE IF NOT EXISTS app.events (
+class Lines(Protocol):
+    """What a sink writes: a generated batch, or a held one read back (:mod:`generator.held`)."""
+
+    batch_id: str
+
+    def lines(self, event_type: str) -> pa.Array: ...
+
+    @property
+    def emitted(self) -> pa.Table: ...
+
+
+APP_SCHEMA = APP_EVENTS_TABLE.split(".")[0]
+
+APP_DDL = rf"""
+CREATE SCHEMA IF NOT EXISTS {APP_SCHEMA};
+CREATE TABLE IF NOT EXISTS {APP_EVENTS_TABLE} (
     seq        bigserial   PRIMARY KEY,
     event_type text        NOT NULL,
     payload    text        NOT NULL,   -- the JSON text as sent; malformed rows are possible
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    {APP_EVENTS_BATCH_COLUMN}   text                   -- the generation batch; null from other producers
 );
-CREATE OR REPLACE FUNCTION app.try_jsonb(t text) RETURNS jsonb
+ALTER TABLE {APP_EVENTS_TABLE} ADD COLUMN IF NOT EXISTS {APP_EVENTS_BATCH_COLUMN} text;
+CREATE OR REPLACE FUNCTION {APP_SCHEMA}.try_jsonb(t text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     RETURN t::jsonb;
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END $$;
-CREATE OR REPLACE VIEW app.bookings AS
+CREATE OR REPLACE VIEW {APP_SCHEMA}.bookings AS
 WITH parsed AS (
-    SELECT seq, created_at, app.try_jsonb(payload) AS j
-    FROM app.events
+    SELECT seq, created_at, {APP_SCHEMA}.try_jsonb(payload) AS j
+    FROM {APP_EVENTS_TABLE}
     WHERE event_type = 'conversion'
 ), valid AS (
     SELECT seq, created_at, j
@@ -65,7 +93,7 @@ WITH parsed AS (
       AND jsonb_typeof(j -> 'currency') = 'string'
       AND jsonb_typeof(j -> 'product_type') = 'string'
       AND jsonb_typeof(j -> 'provider') = 'string'
-      AND coalesce(j ->> 'timestamp' ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$', false)
+      AND coalesce(j ->> 'timestamp' ~ '^\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}(\.\d{{1,6}})?Z$', false)
       AND CASE WHEN jsonb_typeof(j -> 'booking_value') = 'number'
                THEN (j ->> 'booking_value')::numeric > 0 ELSE false END
       AND CASE WHEN jsonb_typeof(j -> 'commission') = 'number'
@@ -115,54 +143,111 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+def prepare_target(settings: Settings, sink: str, out: Path | str | None = None) -> Path | None:
+    """Check the sink's target before anything is simulated: the JSONL folder is writable (and
+    returned, resolved), the server's URL is set. Fails with one line."""
+    check_sink(sink)
+    if sink == "jsonl":
+        return prepare_out(Path(out) if out is not None else default_out(settings))
+    from searchflow.services import postgres_url, redis_url
+
+    (redis_url if sink == "redis" else postgres_url)(settings)
+    return None
+
+
 def jsonl_path(out: Path, event_type: str, batch_id: str) -> Path:
     return Path(out) / event_type / f"{batch_id}.jsonl"
+
+
+def remove_stale_tmp(out: Path) -> int:
+    """Remove the temporary files that killed or failed JSONL writes left under ``out``.
+
+    A write holds an exclusive lock on its temporary file until the rename, and the kernel drops
+    the lock when the writer dies: a file whose lock can be taken belongs to nobody, one that is
+    locked belongs to a write still running (another process) and is kept. Returns how many went.
+    """
+    removed = 0
+    for event_type in EVENT_TYPES:
+        for path in (Path(out) / event_type).glob(TMP_PATTERN):
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed below, after the unlink
+            except OSError:
+                continue  # renamed or removed meanwhile
+            with handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                with suppress(OSError):
+                    if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                        path.unlink()
+                        removed += 1
+    return removed
+
+
+def _write_whole(path: Path, data: memoryview) -> None:
+    """Write ``data`` to a locked temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(data)
+            handle.flush()
+            os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SearchflowError(
+                f"no space left in {path.parent} for {len(data):,} bytes of events; "
+                "free some space or pass --out a folder on another disk"
+            ) from None
+        raise SearchflowError(
+            f"writing {path} failed ({exc.strerror or exc}); check the folder and retry"
+        ) from None
 
 
 # --- bulk -------------------------------------------------------------------------------------
 
 
-def write_jsonl(batch: GeneratedBatch, out: Path) -> dict[str, Any]:
+def write_jsonl(batch: Lines, out: Path) -> dict[str, Any]:
     """``<out>/<type>/<batch_id>.jsonl`` per type, each written whole then renamed into place."""
     out = prepare_out(out)
+    stale = remove_stale_tmp(out)
     files = {}
     for event_type in EVENT_TYPES:
         path = jsonl_path(out, event_type, batch.batch_id)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(to_text_buffer(batch.lines(event_type)))
-        os.replace(tmp, path)
+        _write_whole(path, to_text_buffer(batch.lines(event_type)))
         files[event_type] = str(path)
-    return {"out": str(out), "files": files}
+    result: dict[str, Any] = {"out": str(out), "files": files}
+    if stale:
+        result["stale_tmp_removed"] = stale
+    return result
 
 
-def write_redis(batch: GeneratedBatch, settings: Settings) -> dict[str, Any]:
-    """XADD every line to ``events:<type>`` (field ``data``), 10k-entry chunks in one round trip."""
-    appender = RedisAppender(settings)
+def write_redis(batch: Lines, settings: Settings) -> dict[str, Any]:
+    """XADD every line to ``events:<type>`` (fields ``data`` and ``batch``), streamed in chunks."""
+    appender = RedisAppender(settings, batch.batch_id)
     try:
         for event_type in EVENT_TYPES:
-            lines = batch.lines(event_type)
-            for start in range(0, len(lines), REDIS_CHUNK):
-                appender.add(event_type, lines.slice(start, REDIS_CHUNK))
+            appender.add(event_type, batch.lines(event_type))
     finally:
         appender.close()
-    return {"out": appender.where, "streams": {t: STREAM_PREFIX + t for t in EVENT_TYPES}}
+    return {"out": appender.where, "streams": {t: stream_name(t) for t in EVENT_TYPES}}
 
 
-def write_postgres(batch: GeneratedBatch, settings: Settings) -> dict[str, Any]:
+def write_postgres(batch: Lines, settings: Settings) -> dict[str, Any]:
     """COPY every line into ``app.events`` in emission order, one transaction with the DDL."""
-    appender = PostgresAppender(settings)
+    appender = PostgresAppender(settings, batch.batch_id)
     try:
         appender.write(batch.emitted)
         appender.commit()
     finally:
         appender.close()
-    return {"out": appender.where, "table": "app.events"}
+    return {"out": appender.where, "table": APP_EVENTS_TABLE}
 
 
-def write(
-    batch: GeneratedBatch, sink: str, settings: Settings, out: Path | None = None
-) -> dict[str, Any]:
+def write(batch: Lines, sink: str, settings: Settings, out: Path | None = None) -> dict[str, Any]:
     """Send a generated batch to ``sink``; returns where it went."""
     check_sink(sink)
     if sink == "jsonl":
@@ -180,6 +265,7 @@ class JsonlAppender:
 
     def __init__(self, out: Path, batch_id: str) -> None:
         self.out = prepare_out(out)
+        remove_stale_tmp(self.out)
         self.where = str(self.out)
         self.files = {
             t: open(jsonl_path(self.out, t, batch_id), "ab")  # noqa: SIM115 - closed in close()
@@ -202,61 +288,56 @@ class JsonlAppender:
 
 
 class RedisAppender:
-    """XADDs rows to ``events:<type>``: commands RESP-encoded column-wise, one round trip per call.
+    """XADDs rows to ``events:<type>``, each entry ``data`` = the line, ``batch`` = the batch id.
 
-    redis-py would build a Python command object per event; here Arrow renders every XADD of a
-    chunk into one buffer, the buffer goes down the socket in one ``sendall`` and hiredis parses
-    the replies.
+    redis-py would build a Python command object per event; here Arrow encodes the XADDs of a
+    chunk as RESP (:mod:`searchflow.resp`), the chunks stream down one connection while hiredis
+    parses the replies on the other side of it.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, batch_id: str) -> None:
         import redis
 
         from searchflow.services import mask_url, redis_url
 
         url = redis_url(settings)
         self.where = mask_url(url)
+        self.batch_id = batch_id
         self._redis = redis
         self.client = redis.Redis.from_url(url)
-        self.conn = None
+        self.conn: resp.RespConnection | None = None
 
-    def _socket(self):
-        if self.conn is None:
-            self.conn = self.client.connection_pool.make_connection()
-            self.conn.connect()
-        return self.conn._sock
+    def _commands(self, event_type: str, lines: pa.Array) -> Iterator[memoryview]:
+        stream = stream_name(event_type)
+        for start in range(0, len(lines), REDIS_CHUNK):
+            chunk = lines.slice(start, REDIS_CHUNK)
+            yield resp.wire(
+                resp.command(
+                    "XADD", stream, "*", STREAM_FIELD, chunk, STREAM_BATCH_FIELD, self.batch_id
+                )
+            )
 
     def add(self, event_type: str, lines: pa.Array) -> None:
-        import hiredis
-
+        """XADD ``lines`` to the type's stream, in order; one line of error if Redis refuses."""
         if len(lines) == 0:
             return
-        stream = STREAM_PREFIX + event_type
-        head = (
-            f"*5\r\n$4\r\nXADD\r\n${len(stream)}\r\n{stream}\r\n$1\r\n*\r\n"
-            f"${len(REDIS_FIELD)}\r\n{REDIS_FIELD}\r\n$"
-        )
-        sizes = pc.cast(pc.binary_length(lines), pa.string())
-        payload = to_text_buffer(join(head, sizes, "\r\n", lines), terminator="\r\n")
         try:
-            sock = self._socket()
-            sock.sendall(payload)
-            reader = hiredis.Reader()
-            got = 0
-            while got < len(lines):
-                data = sock.recv(1 << 20)
-                if not data:
-                    raise ConnectionError("Redis closed the connection during a bulk write")
-                reader.feed(data)
-                while (reply := reader.gets()) is not False:
-                    got += 1
-                    if isinstance(reply, hiredis.ReplyError):
-                        raise self._redis.ResponseError(str(reply))
+            if self.conn is None:
+                self.conn = resp.RespConnection(self.client)
+            refused = resp.reply_errors(
+                self.conn.request(self._commands(event_type, lines), len(lines))
+            )
         except (self._redis.RedisError, OSError) as exc:
             self.close()
             raise SearchflowError(
                 f"writing to Redis at {self.where} failed: {exc}; check the server and retry"
             ) from None
+        if refused:
+            self.close()
+            raise SearchflowError(
+                f"Redis at {self.where} refused {len(refused):,} of {len(lines):,} entries "
+                f"for {stream_name(event_type)}: {refused[0]}"
+            )
 
     def write(self, rows: pa.Table) -> None:
         for event_type in EVENT_TYPES:
@@ -269,21 +350,23 @@ class RedisAppender:
 
     def close(self) -> None:
         if self.conn is not None:
-            self.conn.disconnect()
+            self.conn.close()
             self.conn = None
         self.client.close()
 
 
 class PostgresAppender:
-    """COPYs rows into ``app.events``; the DDL runs first in the same transaction."""
+    """COPYs rows into ``app.events`` (with their batch id); the DDL runs first in the same
+    transaction."""
 
-    def __init__(self, settings: Settings, autocommit_each: bool = False) -> None:
+    def __init__(self, settings: Settings, batch_id: str, autocommit_each: bool = False) -> None:
         import psycopg2
 
         from searchflow.services import mask_url, postgres_url
 
         url = postgres_url(settings)
         self.where = mask_url(url)
+        self.batch_id = batch_id
         self._psycopg2 = psycopg2
         self.autocommit_each = autocommit_each
         self.conn = psycopg2.connect(url)
@@ -297,7 +380,7 @@ class PostgresAppender:
             self.conn.rollback()
             self.conn.close()
             raise SearchflowError(
-                f"creating app.events in PostgreSQL at {self.where} failed: "
+                f"creating {APP_EVENTS_TABLE} in PostgreSQL at {self.where} failed: "
                 f"{str(exc).strip().splitlines()[0]}; check the database user's rights"
             ) from None
 
@@ -310,13 +393,14 @@ class PostgresAppender:
             line = pc.replace_substring(line, raw, escaped)
         emitted = rows["emitted_at"].combine_chunks().cast(pa.int64()).to_numpy()
         created = fixed_strings(timestamp_bytes(np.asarray(emitted)))
-        text = join(rows["stream"].combine_chunks(), "\t", line, "\t", created)
+        text = join(
+            rows["stream"].combine_chunks(), "\t", line, "\t", created, f"\t{self.batch_id}"
+        )
         buffer = io.BytesIO(to_text_buffer(text).tobytes())
+        columns = f"event_type, payload, created_at, {APP_EVENTS_BATCH_COLUMN}"
         try:
             with self.conn.cursor() as cur:
-                cur.copy_expert(
-                    "COPY app.events (event_type, payload, created_at) FROM STDIN", buffer
-                )
+                cur.copy_expert(f"COPY {APP_EVENTS_TABLE} ({columns}) FROM STDIN", buffer)
             if self.autocommit_each:
                 self.conn.commit()
         except self._psycopg2.Error as exc:
@@ -341,5 +425,5 @@ def appender(sink: str, settings: Settings, batch_id: str, out: Path | None = No
     if sink == "jsonl":
         return JsonlAppender(Path(out) if out else default_out(settings), batch_id)
     if sink == "redis":
-        return RedisAppender(settings)
-    return PostgresAppender(settings, autocommit_each=True)
+        return RedisAppender(settings, batch_id)
+    return PostgresAppender(settings, batch_id, autocommit_each=True)

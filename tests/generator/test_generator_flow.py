@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 
-from generator import GeneratedBatch
-
 
 def test_flow_is_named_and_mirrors_the_command():
     from flows.generate import generate_events
@@ -18,20 +16,23 @@ def test_flow_is_named_and_mirrors_the_command():
     }  # fmt: skip
 
 
-def test_flow_body_writes_then_gates_the_batch(settings, tmp_path, monkeypatch):
+def test_flow_body_gates_then_writes_the_batch(settings, tmp_path, monkeypatch):
+    from contextlib import nullcontext
+
     import flows.generate as module
 
     calls = []
     monkeypatch.setenv("SEARCHFLOW_HOME", str(settings.home_path))
+    monkeypatch.setattr(module, "warehouse_slot", nullcontext)  # no Prefect server here
+    monkeypatch.setattr(module, "current_flow_run_id", lambda: None)
 
-    def fake_gate(stage, s, summary, data=None, labels=None):
-        calls.append((stage, summary, data, labels))
+    def fake_signal(stage, run, labels=None):
+        calls.append((stage, labels))
+        return run()
 
-    monkeypatch.setattr(module, "gate_and_signal", fake_gate)
+    monkeypatch.setattr(module, "run_and_signal", fake_signal)
     summary = module.generate_events.fn(events=300, seed=3, out=str(tmp_path))
     assert summary["events"] == 300
-    ((stage, gated, data, labels),) = calls
-    assert stage == "generation" and gated is summary
-    assert isinstance(data, GeneratedBatch) and data.batch_id == summary["batch_id"]
-    assert labels == {"sink": "jsonl"}  # the ingest trigger reads the source from the event
+    assert summary["gate"]["outcome"] == "passed"
+    assert calls == [("generation", {"sink": "jsonl"})]  # the ingest trigger reads the source
     assert (tmp_path / "search" / f"{summary['batch_id']}.jsonl").exists()

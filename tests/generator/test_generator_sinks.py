@@ -44,6 +44,8 @@ def test_redis_streams_hold_every_line_in_order(service_settings, redis_url):
     for event_type in ("search", "click", "conversion"):
         entries = client.xrange(f"events:{event_type}")
         assert [e[1][b"data"].decode() for e in entries] == batch.lines(event_type).to_pylist()
+        assert {e[1][b"batch"].decode() for e in entries} == {batch.batch_id}
+        assert [list(e[1]) for e in entries[:1]] == [[b"data", b"batch"]]  # data first
         assert summary["lines"][event_type] == len(entries)
 
 
@@ -56,6 +58,8 @@ def test_postgres_app_events_and_bookings(service_settings, postgres_url):
         cur.execute("SELECT event_type, payload FROM app.events ORDER BY seq")
         rows = cur.fetchall()
         assert len(rows) == 2 * CONFIG.events
+        cur.execute("SELECT batch_id, count(*) FROM app.events GROUP BY batch_id")
+        assert cur.fetchall() == [(batch.batch_id, 2 * CONFIG.events)]
         assert [p for _, p in rows[: CONFIG.events]] == batch.emitted["line"].to_pylist()
         assert [t for t, _ in rows[: CONFIG.events]] == batch.emitted["stream"].to_pylist()
         cur.execute("SELECT event_id, booking_value, booked_at FROM app.bookings")
@@ -89,3 +93,60 @@ def test_live_mode_trickles_into_the_sink(settings, tmp_path):
     ]
     assert len(lines) == 12
     assert all(line["timestamp"].startswith("20") for line in lines)
+
+
+def test_app_events_of_an_older_release_gains_the_batch_column(service_settings, postgres_url):
+    con = psycopg2.connect(postgres_url)
+    with con, con.cursor() as cur:
+        cur.execute("CREATE SCHEMA app")
+        cur.execute(
+            "CREATE TABLE app.events (seq bigserial PRIMARY KEY, event_type text NOT NULL, "
+            "payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur.execute("INSERT INTO app.events (event_type, payload) VALUES ('search', '{}')")
+    batch = generate(GeneratorConfig(events=50, seed=1))
+    write(batch, "postgres", service_settings)
+    with con.cursor() as cur:
+        cur.execute("SELECT batch_id, count(*) FROM app.events GROUP BY 1 ORDER BY 1 NULLS FIRST")
+        assert cur.fetchall() == [(None, 1), (batch.batch_id, 50)]
+    con.close()
+
+
+def test_a_killed_writes_temporary_files_go_at_the_next_start(settings, tmp_path):
+    import fcntl
+
+    out = tmp_path / "events"
+    batch = generate(GeneratorConfig(events=200, seed=5))
+    write(batch, "jsonl", settings, out)
+    stale = out / "search" / f".{batch.batch_id}.jsonl.tmp"  # the earlier naming, too
+    stale.write_text("half a line")
+    dead = out / "click" / f".{batch.batch_id}.jsonl.999999.tmp"
+    dead.write_text("{")
+    running = out / "conversion" / f".{batch.batch_id}.jsonl.1.tmp"
+    running.write_text("{")
+    other = out / "search" / "notes.tmp"  # not ours: kept
+    other.write_text("x")
+    with open(running, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a write still running holds its lock
+        result = write(generate(GeneratorConfig(events=100, seed=6)), "jsonl", settings, out)
+    assert result["stale_tmp_removed"] == 2
+    assert not stale.exists() and not dead.exists()
+    assert running.exists() and other.exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(settings, tmp_path, monkeypatch):
+    import errno
+
+    from generator import sinks
+    from searchflow.errors import SearchflowError
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "events"
+    real_replace = sinks.os.replace
+    monkeypatch.setattr(sinks.os, "replace", full)
+    with pytest.raises(SearchflowError, match=r"no space left in .*/search for [0-9,]+ bytes"):
+        write(generate(GeneratorConfig(events=100, seed=6)), "jsonl", settings, out)
+    monkeypatch.setattr(sinks.os, "replace", real_replace)
+    assert not list(out.rglob("*.tmp"))
