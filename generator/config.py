@@ -18,7 +18,7 @@ from searchflow.errors import UsageError
 __all__ = ["DEFAULT_START", "MAX_EVENTS", "SINKS", "GeneratorConfig"]
 
 DEFAULT_START = DEFAULTS.start
-# One batch keeps each stream's text in one Arrow string column (2 GiB at most, ~350 B a line).
+# One batch keeps each stream's text in one Arrow string column, which 32-bit offsets bound.
 MAX_EVENTS = 5_000_000
 
 
