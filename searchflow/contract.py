@@ -87,6 +87,14 @@ SYNCS: tuple[SyncSpec, ...] = (
 )
 SYNC_NAMES: tuple[str, ...] = tuple(spec.name for spec in SYNCS)
 RECO_KEY_PREFIX = "reco:"  # the default; SEARCHFLOW_RECO_PREFIX overrides it
+RECO_OWNED_PREFIX = "searchflow:owned:"  # + the key prefix: the set of keys the sync wrote
+
+
+def reco_owned_set(prefix: str = RECO_KEY_PREFIX) -> str:
+    """The Redis set of the recommendation keys SearchFlow wrote under ``prefix`` (its gate samples
+    only those: other applications' keys under the same prefix are not ours to judge)."""
+    return f"{RECO_OWNED_PREFIX}{prefix}"
+
 
 # The published marts, by schema (what dashboards, the API and the syncs read).
 MARTS: tuple[str, ...] = (

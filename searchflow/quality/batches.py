@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from searchflow.config import Settings
-from searchflow.contract import RECO_KEY_PREFIX, SYNC_NAMES, SYNCS
+from searchflow.contract import SYNC_NAMES, SYNCS, reco_owned_set
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
 
@@ -308,9 +308,10 @@ def sync(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
 def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
     """Up to ``size`` recommendation keys with their TTL and the shape of their JSON, as a frame.
 
-    The keys are those under the sync's prefix (``reco:`` unless settings say otherwise).
-
-    SCAN walks the keyspace from a random-ish cursor order; TTL and GET go in one pipeline.
+    The sample is drawn (``SRANDMEMBER``) from the set of keys the sync wrote
+    (:func:`searchflow.contract.reco_owned_set`), so another application's keys under the same
+    prefix are never judged; an owned key that has since vanished shows as no TTL and no JSON.
+    TTL and GET go in one pipeline.
     """
     import json
 
@@ -318,12 +319,8 @@ def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
 
     client = services.redis_client(settings)
     try:
-        keys: list[bytes] = []
-        prefix = getattr(settings, "reco_prefix", None) or RECO_KEY_PREFIX
-        for key in client.scan_iter(match=f"{prefix}*", count=max(size, 100)):
-            keys.append(key)
-            if len(keys) >= size:
-                break
+        owned = reco_owned_set(settings.reco_prefix)
+        keys: list[bytes] = sorted(client.srandmember(owned, size) or [])
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.ttl(key)
