@@ -89,7 +89,7 @@ def run(scale: float) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-transform-") as tmp:
         settings = Settings(home=Path(tmp), probe_localhost=False, embedded_services=False)
         _land(settings, events, 11, DEFAULT_START, 7, Path(tmp) / "events-1")
-        run_transform(settings, select="int_as_of")  # parse once, as any later run would find it
+        run_transform(settings, select="+int_as_of")  # parse once, as any later run would find it
         full = run_transform(settings, full_refresh=True)["seconds"]
         _land(settings, more, 12, DEFAULT_START + timedelta(days=7), 1, Path(tmp) / "events-2")
         incremental = run_transform(settings)["seconds"]

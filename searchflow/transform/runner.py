@@ -1,22 +1,26 @@
-"""Stage 3: run the dbt project (``dbt/``) against the warehouse.
+"""How dbt is invoked: arguments, environment, the in-process runner, and reading its results.
 
 The dbt project holds the logic; this module decides how it is invoked:
 
-- in-process through ``dbtRunner`` (``searchflow transform``, ``searchflow run``), or through
-  prefect-dbt's ``PrefectDbtRunner`` in the ``transform`` flow so every node is a Prefect task; both
-  share :func:`build_args` and :func:`dbt_env`, which are pure and tested;
+- in-process through ``dbtRunner`` (:func:`invoke`), or through prefect-dbt in the ``transform``
+  flow (``flows/transform.py``) so every node is a Prefect task; both share :func:`build_args`,
+  :func:`dbt_env`, :func:`summarize` and :func:`failure_message`, which are pure and tested;
 - parsing happens once per environment: dbt's partial-parse file lives in a per-home target folder
   (``$SEARCHFLOW_HOME/dbt/target``), and within one process the parsed manifest is reused as long as
   the project files, target and connection are unchanged (:func:`project_fingerprint`); the project
   has no packages, so ``dbt deps`` is never needed;
 - a failing model or test raises one-line :class:`SearchflowError` carrying dbt's own message;
-- after every invocation the DuckDB file is free again (dbt-duckdb closes its connection; checked
-  in the tests), so the next stage's process can open it.
+- the marts' schemas carry the build's version (``analytics__<version>``): :func:`build_args`
+  passes it as the ``mart_version`` var, and the reused manifest is pointed at it
+  (:func:`searchflow.compat.dbt_duckdb.retarget_manifest`) instead of parsing again;
+- after every invocation the DuckDB file is free again (checked in the tests), so the next stage's
+  process can open it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,10 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from searchflow.compat.dbt_duckdb import release_warehouse, retarget_manifest
 from searchflow.config import Settings
+from searchflow.contract import MARTS
 from searchflow.errors import SearchflowError, UsageError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 TARGETS = ("dev", "postgres")
 
 # dbt statuses, grouped the way the summary reports them.
@@ -36,6 +42,14 @@ PASSED = {"success", "pass"}
 WARNED = {"warn"}
 FAILED = {"error", "fail", "runtime error"}
 SKIPPED = {"skipped", "no-op"}
+
+# The schemas built as candidates (dbt_project.yml's var mart_schemas), from the contract's marts.
+MART_SCHEMAS: tuple[str, ...] = tuple(sorted({name.split(".")[0] for name in MARTS}))
+# The version a plain `dbt build` builds (dbt_project.yml's var mart_version); the manifest this
+# module parses carries it until it is retargeted.
+PARSED_VERSION = "dev"
+# The segment snapshot and the views over it: built after a publication, never in a candidate.
+AFTER_PUBLICATION = "user_segments_snapshot+"
 
 
 def project_dir() -> Path:
@@ -100,9 +114,14 @@ def build_args(
     target: str = "dev",
     full_refresh: bool = False,
     select: str | None = None,
+    exclude: str | None = None,
+    version: str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The dbt CLI arguments for one invocation, shared by the CLI path and the Prefect flow."""
+    """The dbt CLI arguments for one invocation, shared by the in-process path and the Prefect flow.
+
+    ``version``: the mart version the candidate schemas carry (var ``mart_version``).
+    """
     args = [
         *command.split(),  # "docs generate" is two words
         "--project-dir",
@@ -124,6 +143,10 @@ def build_args(
         # cautious: a partial build runs only the tests whose every parent is selected, so a
         # test joining an unselected (maybe not yet built) model does not fail the run.
         args += ["--select", *select.split(), "--indirect-selection", "cautious"]
+    if exclude:
+        args += ["--exclude", *exclude.split()]
+    if version:
+        args += ["--vars", json.dumps({"mart_version": version})]
     args += list(extra)
     return args
 
@@ -158,30 +181,15 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def release_warehouse() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
-
-    dbt-duckdb caches its database instance in a class attribute and only closes it at interpreter
-    exit; until then the file stays locked for other processes, and this process cannot reopen it
-    with other settings (read-only). Closing it here frees the file as soon as dbt returns.
-    """
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # dbt-duckdb not installed: nothing was opened
-        return
-    with DuckDBConnectionManager._LOCK:
-        env = DuckDBConnectionManager._ENV
-        DuckDBConnectionManager._ENV = None
-        if env is not None:
-            env.close()
+# (project fingerprint, target, database name) -> [parsed Manifest, the version its marts carry].
+_MANIFESTS: dict[tuple[str, ...], list[Any]] = {}
 
 
-# (project fingerprint, target, database name) -> parsed Manifest, for this process.
-_MANIFESTS: dict[tuple[str, ...], Any] = {}
-
-
-def _manifest(settings: Settings, target: str, env: Mapping[str, str]) -> Any:
-    """Parse once per project version and environment; later invocations reuse the manifest."""
+def _manifest(
+    settings: Settings, target: str, env: Mapping[str, str], version: str | None = None
+) -> Any:
+    """Parse once per project version and environment; later invocations reuse the manifest,
+    pointed at ``version``'s candidate schemas."""
     from dbt.cli.main import dbtRunner
 
     # The manifest depends on the project files, the target and the database name the relations
@@ -208,8 +216,13 @@ def _manifest(settings: Settings, target: str, env: Mapping[str, str]) -> Any:
                 f"dbt could not parse the project: {_one_line(result.exception)}; "
                 f"fix the files under {project_dir()} and retry"
             )
-        _MANIFESTS[key] = result.result
-    return _MANIFESTS[key]
+        _MANIFESTS[key] = [result.result, PARSED_VERSION]
+    manifest, current = _MANIFESTS[key]
+    wanted = version or PARSED_VERSION
+    if wanted != current:
+        retarget_manifest(manifest, {f"{s}__{current}": f"{s}__{wanted}" for s in MART_SCHEMAS})
+        _MANIFESTS[key][1] = wanted
+    return manifest
 
 
 def _one_line(value: object, limit: int = 400) -> str:
@@ -258,44 +271,6 @@ def failure_message(results: Sequence[Any]) -> str:
     return message
 
 
-def _latest_batch(settings: Settings) -> tuple[str, str | None]:
-    """The raw layer's most recent batch id and the marts' as-of time, for the gate and the report."""
-    from searchflow.warehouse import session, table_exists
-
-    with session(settings, read_only=True) as con:
-        batch = ""
-        if table_exists(con, "raw.search_events"):
-            row = con.execute(
-                "SELECT batch_id FROM (SELECT batch_id, ingested_at FROM raw.search_events "
-                "UNION ALL SELECT batch_id, ingested_at FROM raw.click_events "
-                "UNION ALL SELECT batch_id, ingested_at FROM raw.conversion_events) "
-                "ORDER BY ingested_at DESC, batch_id DESC LIMIT 1"
-            ).fetchone()
-            batch = row[0] if row else ""
-        as_of = None
-        if table_exists(con, "intermediate.int_as_of"):
-            row = con.execute("SELECT as_of FROM intermediate.int_as_of").fetchone()
-            as_of = row[0].isoformat() if row and row[0] else None
-    return batch, as_of
-
-
-def _check_raw(settings: Settings) -> None:
-    """Fail early, in one line, when there is nothing to transform."""
-    from searchflow.warehouse import session, table_exists
-
-    if not settings.warehouse_path.exists():
-        raise SearchflowError(
-            f"the warehouse {settings.warehouse_path} does not exist yet; "
-            "run `searchflow ingest` first"
-        )
-    with session(settings, read_only=True) as con:
-        if not table_exists(con, "raw.search_events"):
-            raise SearchflowError(
-                f"the warehouse {settings.warehouse_path} has no raw tables; "
-                "run `searchflow ingest` first"
-            )
-
-
 def invoke(
     settings: Settings,
     command: str = "build",
@@ -304,6 +279,8 @@ def invoke(
     full_refresh: bool = False,
     select: str | None = None,
     postgres_url: str | None = None,
+    exclude: str | None = None,
+    version: str | None = None,
     extra: Sequence[str] = (),
 ) -> tuple[Any, float]:
     """Run one dbt command in-process; returns (dbtRunnerResult, seconds). Raises on failure."""
@@ -317,6 +294,8 @@ def invoke(
             target=target,
             full_refresh=full_refresh,
             select=select,
+            exclude=exclude,
+            version=version,
             extra=extra,
         ),
         "--log-path",
@@ -325,7 +304,7 @@ def invoke(
     ]
     started = time.perf_counter()
     with environment(env):
-        manifest = _manifest(settings, target, env)
+        manifest = _manifest(settings, target, env, version)
         try:
             result = dbtRunner(manifest=manifest).invoke(args)
         finally:
@@ -343,97 +322,3 @@ def invoke(
             f"details in {log_dir(settings) / 'dbt.log'}"
         )
     return result, seconds
-
-
-def run_transform(
-    settings: Settings,
-    full_refresh: bool = False,
-    select: str | None = None,
-    target: str = "dev",
-    postgres_url: str | None = None,
-) -> dict[str, Any]:
-    """``dbt build`` the project (models, snapshot, tests); returns the stage summary.
-
-    The summary has the node counts (run, passed, warned, failed, skipped, per node type), the
-    seconds, the as-of time of the marts and the latest raw batch id (what the gate validates).
-    """
-    if target == "dev":
-        _check_raw(settings)
-    result, seconds = invoke(
-        settings,
-        "build",
-        target=target,
-        full_refresh=full_refresh,
-        select=select,
-        postgres_url=postgres_url,
-    )
-    summary = summarize(getattr(result.result, "results", None) or [], seconds)
-    batch_id, as_of = _latest_batch(settings) if target == "dev" else ("", None)
-    return {
-        "stage": "transformation",
-        "target": target,
-        "full_refresh": full_refresh,
-        "select": select or "",
-        "batch_id": batch_id,
-        "as_of": as_of or "",
-        **summary,
-    }
-
-
-def generate_docs(settings: Settings, target: str = "dev") -> Path:
-    """``dbt docs generate``; returns the index.html to open."""
-    if target == "dev":
-        _check_raw(settings)
-    invoke(settings, "docs generate", target=target)
-    index = target_dir(settings, target) / "index.html"
-    if not index.exists():
-        raise SearchflowError(f"dbt docs generate wrote no {index}; see {log_dir(settings)}")
-    return index
-
-
-def prefect_build(
-    settings: Settings, full_refresh: bool = False, select: str | None = None
-) -> dict[str, Any]:
-    """``dbt build`` through prefect-dbt, so each dbt node runs as a Prefect task.
-
-    Used by the ``transform`` flow. The arguments are the same as :func:`run_transform`'s.
-    """
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
-
-    _check_raw(settings)
-    env = dbt_env(settings, "dev")
-    args = build_args(
-        "build", settings=settings, target="dev", full_refresh=full_refresh, select=select
-    )
-    started = time.perf_counter()
-    with environment(env):
-        runner = PrefectDbtRunner(
-            settings=PrefectDbtSettings(
-                project_dir=project_dir(),
-                profiles_dir=project_dir(),
-                target_path=target_dir(settings, "dev"),
-            ),
-            raise_on_failure=False,
-        )
-        try:
-            result = runner.invoke(args)
-        except ValueError as exc:  # prefect-dbt raises ValueError when dbt itself cannot run
-            raise SearchflowError(
-                f"dbt build could not run: {_one_line(exc)}; check the warehouse and the project"
-            ) from None
-        finally:
-            release_warehouse()
-    seconds = time.perf_counter() - started
-    nodes = getattr(result.result, "results", None) or []
-    if not result.success:
-        raise SearchflowError(f"dbt build failed: {failure_message(nodes)}")
-    batch_id, as_of = _latest_batch(settings)
-    return {
-        "stage": "transformation",
-        "target": "dev",
-        "full_refresh": full_refresh,
-        "select": select or "",
-        "batch_id": batch_id,
-        "as_of": as_of or "",
-        **summarize(nodes, seconds),
-    }

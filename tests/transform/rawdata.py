@@ -3,7 +3,9 @@
 Each helper builds one event in the shape of docs/architecture.md's event contract; ``load_duckdb``
 and ``load_postgres`` land a list of them in the raw layer (``raw.<type>_events``), the first through
 the warehouse's own DDL, the second into a Postgres ``raw`` schema with a ``jsonb`` payload, so the
-same dbt project can be built on both targets.
+same dbt project can be built on both targets. dbt reads only the rows of ingestion batches the
+ledger (``ops.batches``) has published: ``load_duckdb`` records the batch and publishes it unless
+told to leave it ``held``; ``load_postgres`` writes a minimal ledger beside the raw tables.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from searchflow import ledger
 from searchflow.config import Settings
 from searchflow.warehouse import EVENT_TYPES, ensure_raw_schema, session
 
@@ -154,16 +157,30 @@ def rows(
 
 
 def load_duckdb(
-    settings: Settings, events: Iterable[dict[str, Any]], batch_id: str = "fixture"
+    settings: Settings,
+    events: Iterable[dict[str, Any]],
+    batch_id: str = "fixture",
+    *,
+    publish: bool = True,
 ) -> None:
-    """Append the events to the DuckDB raw tables (created if missing)."""
+    """Append the events to the DuckDB raw tables (created if missing) as one ingestion batch,
+    published in the ledger (or held, with ``publish=False``)."""
     with session(settings) as con:
         ensure_raw_schema(con)
+        ledger.ensure_ledger(con)
         for event_type, table_rows in rows(events, batch_id).items():
             if table_rows:
                 con.executemany(
                     f"INSERT INTO raw.{event_type}_events VALUES (?, ?, ?, ?, ?, ?, ?)", table_rows
                 )
+        ledger.record(con, batch_id, "ingestion", source="jsonl")
+        ledger.judge(con, batch_id, "passed" if publish else "failed", [] if publish else ["test"])
+
+
+def publish_batch(settings: Settings, batch_id: str) -> None:
+    """Publish a held batch, as `searchflow batches release --force` would."""
+    with session(settings) as con:
+        ledger.judge(con, batch_id, "forced")
 
 
 def load_postgres(url: str, events: Iterable[dict[str, Any]], batch_id: str = "fixture") -> None:
@@ -173,6 +190,17 @@ def load_postgres(url: str, events: Iterable[dict[str, Any]], batch_id: str = "f
     con = psycopg2.connect(url)
     try:
         with con, con.cursor() as cur:
+            cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
+            cur.execute(
+                """CREATE TABLE IF NOT EXISTS ops.batches (
+                    batch_id text PRIMARY KEY, stage text NOT NULL, state text NOT NULL,
+                    published_at timestamp)"""
+            )
+            cur.execute(
+                "INSERT INTO ops.batches VALUES (%s, 'ingestion', 'published', now()) "
+                "ON CONFLICT (batch_id) DO NOTHING",
+                (batch_id,),
+            )
             cur.execute("CREATE SCHEMA IF NOT EXISTS raw")
             for event_type, table_rows in rows(events, batch_id).items():
                 cur.execute(

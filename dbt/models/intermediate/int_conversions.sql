@@ -15,25 +15,44 @@
     )
 }}
 
-{% if is_incremental() -%}
-with touched as (
+with stg_conversions as (
+    select * from {{ ref('stg_conversion_events') }}
+),
+
+stg_clicks as (
+    select * from {{ ref('stg_click_events') }}
+),
+
+stg_searches as (
+    select * from {{ ref('stg_search_events') }}
+),
+{%- if is_incremental() %}
+
+touched as (
     select cv.event_id as conversion_id
-    from {{ ref('stg_conversion_events') }} as cv
+    from stg_conversions as cv
     where cv.loaded_at > {{ watermark() }}
     union
     select cv.event_id
-    from {{ ref('stg_conversion_events') }} as cv
-    inner join {{ ref('stg_click_events') }} as cl on cl.event_id = cv.click_event_id
+    from stg_conversions as cv
+    inner join stg_clicks as cl on cl.event_id = cv.click_event_id
     where cl.loaded_at > {{ watermark() }}
     union
     select cv.event_id
-    from {{ ref('stg_conversion_events') }} as cv
-    inner join {{ ref('stg_click_events') }} as cl on cl.event_id = cv.click_event_id
-    inner join {{ ref('stg_search_events') }} as s on s.event_id = cl.search_event_id
+    from stg_conversions as cv
+    inner join stg_clicks as cl on cl.event_id = cv.click_event_id
+    inner join stg_searches as s on s.event_id = cl.search_event_id
     where s.loaded_at > {{ watermark() }}
+),
+{%- endif %}
+
+conversions as (
+    select * from stg_conversions
+    {%- if is_incremental() %}
+    where event_id in (select conversion_id from touched)
+    {%- endif %}
 )
 
-{% endif -%}
 select
     cv.event_id as conversion_id,
     cv.user_id,
@@ -64,11 +83,8 @@ select
         false
     ) as is_within_window,
     {{ run_stamp() }} as refreshed_at
-from {{ ref('stg_conversion_events') }} as cv
-left join {{ ref('stg_click_events') }} as cl
+from conversions as cv
+left join stg_clicks as cl
     on cl.event_id = cv.click_event_id
-left join {{ ref('stg_search_events') }} as s
+left join stg_searches as s
     on s.event_id = cl.search_event_id
-{%- if is_incremental() %}
-where cv.event_id in (select conversion_id from touched)
-{%- endif %}

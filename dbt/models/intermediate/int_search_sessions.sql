@@ -16,28 +16,43 @@
     )
 }}
 
-{%- set group_key = "coalesce(user_id, '~anonymous') || '|' || coalesce(session_id, '~none')" %}
+with stg_searches as (
+    select * from {{ ref('stg_search_events') }}
+),
 
-with all_activity as (
+stg_clicks as (
+    select * from {{ ref('stg_click_events') }}
+),
+
+stg_conversions as (
+    select * from {{ ref('stg_conversion_events') }}
+),
+
+all_activity as (
     select event_id, 'search' as event_type, user_id, session_id, event_time, destination, loaded_at
-    from {{ ref('stg_search_events') }}
+    from stg_searches
     union all
     select event_id, 'click', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }}), loaded_at
-    from {{ ref('stg_click_events') }}
+    from stg_clicks
     union all
     select event_id, 'conversion', user_id, session_id, event_time, cast(null as {{ dbt.type_string() }}), loaded_at
-    from {{ ref('stg_conversion_events') }}
+    from stg_conversions
 ),
+{%- if is_incremental() %}
+
+-- the producer sessions that got an event staged since this model's last run
+touched_sessions as (
+    select distinct {{ session_group_key() }} as session_group
+    from all_activity
+    where loaded_at > {{ watermark() }}
+),
+{%- endif %}
 
 activity as (
     select a.event_id, a.event_type, a.user_id, a.session_id, a.event_time, a.destination
     from all_activity as a
     {%- if is_incremental() %}
-    where {{ group_key | replace('user_id', 'a.user_id') | replace('session_id', 'a.session_id') }} in (
-        select {{ group_key }}
-        from all_activity
-        where loaded_at > {{ watermark() }}
-    )
+    where {{ session_group_key('a.') }} in (select session_group from touched_sessions)
     {%- endif %}
 ),
 
@@ -103,7 +118,7 @@ sessions as (
 
 select
     {{ dbt.hash("coalesce(s.user_id, '~anonymous') || '|' || s.session_id || '|' || cast(s.session_index as " ~ dbt.type_string() ~ ")") }} as session_sk,
-    {{ dbt.hash(group_key | replace('user_id', 's.user_id') | replace('session_id', 's.session_id')) }} as session_group_key,
+    {{ dbt.hash(session_group_key('s.')) }} as session_group_key,
     case
         when s.session_index = 1 then s.session_id
         else s.session_id || '#' || cast(s.session_index as {{ dbt.type_string() }})

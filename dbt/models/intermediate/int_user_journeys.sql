@@ -13,30 +13,47 @@
     )
 }}
 
-with
+with stg_searches as (
+    select * from {{ ref('stg_search_events') }}
+),
+
+stg_clicks as (
+    select * from {{ ref('stg_click_events') }}
+),
+
+conversions as (
+    select * from {{ ref('int_conversions') }}
+),
 {%- if is_incremental() %}
+
 touched as (
     select event_id as search_event_id
-    from {{ ref('stg_search_events') }}
+    from stg_searches
     where loaded_at > {{ watermark() }}
     union
     select search_event_id
-    from {{ ref('stg_click_events') }}
+    from stg_clicks
     where loaded_at > {{ watermark() }} and search_event_id is not null
     union
     select search_event_id
-    from {{ ref('int_conversions') }}
+    from conversions
     where refreshed_at > {{ watermark() }} and search_event_id is not null
 ),
-
 {%- endif %}
 
-clicks as (
+searches as (
+    select * from stg_searches
+    {%- if is_incremental() %}
+    where event_id in (select search_event_id from touched)
+    {%- endif %}
+),
+
+clicks_per_search as (
     select
         search_event_id,
         count(*) as clicks,
         min(event_time) as first_clicked_at
-    from {{ ref('stg_click_events') }}
+    from stg_clicks
     where search_event_id is not null
     {%- if is_incremental() %}
         and search_event_id in (select search_event_id from touched)
@@ -44,13 +61,13 @@ clicks as (
     group by search_event_id
 ),
 
-conversions as (
+conversions_per_search as (
     select
         search_event_id,
         count(*) as conversions,
         sum(booking_value) as revenue,
         min(converted_at) as first_converted_at
-    from {{ ref('int_conversions') }}
+    from conversions
     where is_within_window and search_event_id is not null
     {%- if is_incremental() %}
         and search_event_id in (select search_event_id from touched)
@@ -81,9 +98,6 @@ select
         else 'searched'
     end as journey_stage,
     {{ run_stamp() }} as refreshed_at
-from {{ ref('stg_search_events') }} as s
-left join clicks as c on c.search_event_id = s.event_id
-left join conversions as v on v.search_event_id = s.event_id
-{%- if is_incremental() %}
-where s.event_id in (select search_event_id from touched)
-{%- endif %}
+from searches as s
+left join clicks_per_search as c on c.search_event_id = s.event_id
+left join conversions_per_search as v on v.search_event_id = s.event_id

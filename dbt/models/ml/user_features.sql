@@ -5,11 +5,27 @@
   and up to as_of. One row per known user seen by the cutoff (users who appeared later have no
   history to learn from). Rebuilding on unchanged raw data gives the same rows.
 -#}
-with bounds as (
+with int_as_of as (
+    select * from {{ ref('int_as_of') }}
+),
+
+int_search_sessions as (
+    select * from {{ ref('int_search_sessions') }}
+),
+
+int_conversions as (
+    select * from {{ ref('int_conversions') }}
+),
+
+int_user_journeys as (
+    select * from {{ ref('int_user_journeys') }}
+),
+
+bounds as (
     select
         as_of,
         {{ dbt.dateadd('day', -1 * var('ml_label_days'), 'as_of') }} as feature_cutoff
-    from {{ ref('int_as_of') }}
+    from int_as_of
 ),
 
 sessions as (
@@ -23,7 +39,7 @@ sessions as (
         sum(s.conversions) as conversions,
         avg(s.duration_seconds) as avg_session_seconds,
         sum(case when s.session_started_at > {{ dbt.dateadd('day', -7, 'b.feature_cutoff') }} then s.searches else 0 end) as searches_last_7d
-    from {{ ref('int_search_sessions') }} as s
+    from int_search_sessions as s
     cross join bounds as b
     where s.user_id is not null and s.session_started_at <= b.feature_cutoff
     group by s.user_id
@@ -34,7 +50,7 @@ bookings as (
         c.user_id,
         sum(case when c.converted_at <= b.feature_cutoff then c.booking_value else 0 end) as revenue,
         max(case when c.converted_at > b.feature_cutoff and c.converted_at <= b.as_of then 1 else 0 end) as converts_next_period
-    from {{ ref('int_conversions') }} as c
+    from int_conversions as c
     cross join bounds as b
     where c.user_id is not null
     group by c.user_id
@@ -42,7 +58,7 @@ bookings as (
 
 destinations as (
     select j.user_id, count(distinct j.destination) as distinct_destinations
-    from {{ ref('int_user_journeys') }} as j
+    from int_user_journeys as j
     cross join bounds as b
     where j.user_id is not null and j.destination is not null and j.searched_at <= b.feature_cutoff
     group by j.user_id

@@ -1,7 +1,19 @@
 -- One row per known user (anonymous events are left out): when they were first and last seen,
 -- their first-touch context and lifetime totals. Totals count every event of the user; conversions
 -- and lifetime value count every booking, journey_conversions only those within the window.
-with sessions as (
+with int_search_sessions as (
+    select * from {{ ref('int_search_sessions') }}
+),
+
+int_conversions as (
+    select * from {{ ref('int_conversions') }}
+),
+
+int_user_journeys as (
+    select * from {{ ref('int_user_journeys') }}
+),
+
+sessions as (
     select
         user_id,
         min(session_started_at) as first_seen_at,
@@ -10,7 +22,7 @@ with sessions as (
         sum(searches) as total_searches,
         sum(clicks) as total_clicks,
         sum(conversions) as total_conversions
-    from {{ ref('int_search_sessions') }}
+    from int_search_sessions
     where user_id is not null
     group by user_id
 ),
@@ -20,7 +32,7 @@ bookings as (
         user_id,
         sum(booking_value) as lifetime_value,
         sum(case when is_within_window then 1 else 0 end) as journey_conversions
-    from {{ ref('int_conversions') }}
+    from int_conversions
     where user_id is not null
     group by user_id
 ),
@@ -34,13 +46,13 @@ searches as (
         utm_source,
         utm_campaign,
         row_number() over (partition by user_id order by searched_at, search_event_id) as search_number
-    from {{ ref('int_user_journeys') }}
+    from int_user_journeys
     where user_id is not null
 ),
 
 destinations as (
     select user_id, count(distinct destination) as distinct_destinations
-    from {{ ref('int_user_journeys') }}
+    from int_user_journeys
     where user_id is not null and destination is not null
     group by user_id
 )

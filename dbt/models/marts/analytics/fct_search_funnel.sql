@@ -4,13 +4,12 @@
   click's day, conversions (within the conversion window of their click) and their revenue on the
   conversion's day. Missing dimensions show as '(unknown)', a missing utm_source as '(none)'.
 
-  Incremental: each run recomputes, in full, every day from the cutoff on, where the cutoff is the
-  start of the latest day already in the table minus var('funnel_lookback_hours') (delete+insert by
-  event_date). A late event up to that old is therefore counted by the next run. On top of that,
-  the run also recomputes every older day that events staged in this same run touched (their
-  searches, clicks or conversions, as the incremental intermediates recomputed them), so an
-  incremental run gives the same table as a full refresh; only a day touched by a run that failed
-  before reaching this model waits for the lookback or a --full-refresh.
+  Incremental (delete+insert by event_date). A candidate starts as a copy of the published funnel
+  (searchflow/transform/candidate.py), so each build continues from the served version. A run
+  recomputes in full every day from funnel_recompute_from() on (the latest day already in the table
+  minus var('funnel_lookback_hours')), so a late event up to that old is counted, and every older
+  day that upstream rows recomputed since this table's last build touched (their searches, clicks
+  or conversions). An incremental build therefore gives the same table as a full refresh.
 -#}
 {{
     config(
@@ -21,38 +20,39 @@
     )
 }}
 
-{%- set cutoff = none -%}
-{%- if execute and is_incremental() -%}
-    {%- set latest = run_query('select max(event_date) from ' ~ this).columns[0].values()[0] -%}
-    {%- if latest is not none -%}
-        {%- set latest_day = modules.datetime.datetime.strptime(latest | string, '%Y-%m-%d') -%}
-        {%- set cutoff = (latest_day - modules.datetime.timedelta(hours=var('funnel_lookback_hours'))).strftime('%Y-%m-%d') -%}
-    {%- endif -%}
-{%- endif %}
+with journeys as (
+    select * from {{ ref('int_user_journeys') }}
+),
 
-{%- set touched_filter -%}
-    {%- if cutoff is not none -%}
-        (DATE_COL >= cast('{{ cutoff }}' as date) or DATE_COL in (select event_date from touched_days))
-    {%- endif -%}
-{%- endset %}
+clicks as (
+    select * from {{ ref('stg_click_events') }}
+),
 
-with
-{%- if cutoff is not none %}
+conversions as (
+    select * from {{ ref('int_conversions') }}
+),
+{%- if is_incremental() %}
+
+recompute_window as (
+    {{ funnel_recompute_from() }}
+),
+
+-- days whose searches, clicks or conversions changed since this table's last build
 touched_days as (
-    select event_date from {{ ref('int_user_journeys') }} where refreshed_at >= {{ run_stamp() }}
+    select event_date from journeys where refreshed_at > {{ watermark() }}
     union
     select c.event_date
-    from {{ ref('stg_click_events') }} as c
-    inner join {{ ref('int_user_journeys') }} as j on j.search_event_id = c.search_event_id
-    where j.refreshed_at >= {{ run_stamp() }}
+    from clicks as c
+    inner join journeys as j on j.search_event_id = c.search_event_id
+    where j.refreshed_at > {{ watermark() }}
     union
-    select event_date from {{ ref('stg_click_events') }} where loaded_at >= {{ run_stamp() }}
+    select event_date from clicks where loaded_at > {{ watermark() }}
     union
-    select event_date from {{ ref('int_conversions') }} where refreshed_at >= {{ run_stamp() }}
+    select event_date from conversions where refreshed_at > {{ watermark() }}
 ),
 {%- endif %}
 
-searches as (
+searches_per_day as (
     select
         event_date,
         platform,
@@ -60,12 +60,15 @@ searches as (
         country,
         utm_source,
         count(*) as searches
-    from {{ ref('int_user_journeys') }}
-    {% if cutoff is not none %}where {{ touched_filter | replace('DATE_COL', 'event_date') }}{% endif %}
+    from journeys
+    {%- if is_incremental() %}
+    where event_date >= (select recompute_from from recompute_window)
+        or event_date in (select event_date from touched_days)
+    {%- endif %}
     group by 1, 2, 3, 4, 5
 ),
 
-clicks as (
+clicks_per_day as (
     select
         c.event_date,
         j.platform,
@@ -73,14 +76,17 @@ clicks as (
         j.country,
         j.utm_source,
         count(*) as clicks
-    from {{ ref('stg_click_events') }} as c
-    left join {{ ref('int_user_journeys') }} as j
+    from clicks as c
+    left join journeys as j
         on j.search_event_id = c.search_event_id
-    {% if cutoff is not none %}where {{ touched_filter | replace('DATE_COL', 'c.event_date') }}{% endif %}
+    {%- if is_incremental() %}
+    where c.event_date >= (select recompute_from from recompute_window)
+        or c.event_date in (select event_date from touched_days)
+    {%- endif %}
     group by 1, 2, 3, 4, 5
 ),
 
-conversions as (
+conversions_per_day as (
     select
         event_date,
         platform,
@@ -89,24 +95,29 @@ conversions as (
         utm_source,
         count(*) as conversions,
         sum(booking_value) as revenue
-    from {{ ref('int_conversions') }}
+    from conversions
     where is_within_window
-    {% if cutoff is not none %}and {{ touched_filter | replace('DATE_COL', 'event_date') }}{% endif %}
+    {%- if is_incremental() %}
+        and (
+            event_date >= (select recompute_from from recompute_window)
+            or event_date in (select event_date from touched_days)
+        )
+    {%- endif %}
     group by 1, 2, 3, 4, 5
 ),
 
 counts as (
     select event_date, platform, device_type, country, utm_source,
         searches, 0 as clicks, 0 as conversions, cast(0 as {{ money_type() }}) as revenue
-    from searches
+    from searches_per_day
     union all
     select event_date, platform, device_type, country, utm_source,
         0, clicks, 0, cast(0 as {{ money_type() }})
-    from clicks
+    from clicks_per_day
     union all
     select event_date, platform, device_type, country, utm_source,
         0, 0, conversions, revenue
-    from conversions
+    from conversions_per_day
 ),
 
 funnel as (
@@ -135,5 +146,6 @@ select
     cast(conversions as bigint) as conversions,
     cast(revenue as {{ money_type() }}) as revenue,
     {{ round_float('case when searches > 0 then 1.0 * clicks / searches end', 4) }} as click_through_rate,
-    {{ round_float('case when searches > 0 then 1.0 * conversions / searches end', 4) }} as conversion_rate
+    {{ round_float('case when searches > 0 then 1.0 * conversions / searches end', 4) }} as conversion_rate,
+    {{ run_stamp() }} as refreshed_at
 from funnel

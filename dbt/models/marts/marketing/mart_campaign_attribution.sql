@@ -3,14 +3,22 @@
 -- A conversion's touches are the searches of the same person up to the conversion time: the known
 -- user of its originating search, or for anonymous journeys that search's session.
 -- First touch = the earliest of them, last touch = the latest (ties broken by event id).
-with conversions as (
+with int_conversions as (
+    select * from {{ ref('int_conversions') }}
+),
+
+int_user_journeys as (
+    select * from {{ ref('int_user_journeys') }}
+),
+
+conversions as (
     select
         conversion_id,
         search_event_id,
         converted_at,
         booking_value,
         coalesce(search_user_id, '~session:' || search_session_id) as person_key
-    from {{ ref('int_conversions') }}
+    from int_conversions
     where is_within_window and search_event_id is not null
 ),
 
@@ -21,7 +29,7 @@ searches as (
         searched_at,
         coalesce(utm_source, '(none)') as utm_source,
         coalesce(utm_campaign, '(none)') as utm_campaign
-    from {{ ref('int_user_journeys') }}
+    from int_user_journeys
 ),
 
 -- Every search of the person that counts as a touch of the conversion.

@@ -3,6 +3,18 @@
 -- between var('trigger_min_hours') and var('trigger_max_hours') before the as-of time.
 -- trigger_id = md5(user_id | session_key | 'abandoned_search'): the same session always gives the
 -- same id, so the insert-only email queue never gets a second email for it.
+with int_search_sessions as (
+    select * from {{ ref('int_search_sessions') }}
+),
+
+int_as_of as (
+    select * from {{ ref('int_as_of') }}
+),
+
+int_conversions as (
+    select * from {{ ref('int_conversions') }}
+)
+
 select
     {{ dbt.hash("s.user_id || '|' || s.session_key || '|abandoned_search'") }} as trigger_id,
     s.user_id,
@@ -13,15 +25,15 @@ select
     s.session_started_at,
     s.session_ended_at,
     a.as_of
-from {{ ref('int_search_sessions') }} as s
-cross join {{ ref('int_as_of') }} as a
+from int_search_sessions as s
+cross join int_as_of as a
 where s.user_id is not null
     and s.searches > 0
     and s.session_ended_at <= {{ dbt.dateadd('hour', -1 * var('trigger_min_hours'), 'a.as_of') }}
     and s.session_ended_at >= {{ dbt.dateadd('hour', -1 * var('trigger_max_hours'), 'a.as_of') }}
     and not exists (
         select 1
-        from {{ ref('int_conversions') }} as c
+        from int_conversions as c
         where c.user_id = s.user_id
             and c.converted_at >= s.session_started_at
             and c.converted_at <= {{ dbt.dateadd('hour', var('conversion_window_hours'), 's.session_ended_at') }}

@@ -14,18 +14,34 @@
   higher interest, then name), destination_2/3 are NULL when the user has fewer. `score` is the
   top destination's score rounded to 4 decimals, in [0, 1]. generated_at is the as-of time.
 -#}
-with events as (
+with int_user_journeys as (
+    select * from {{ ref('int_user_journeys') }}
+),
+
+stg_click_events as (
+    select * from {{ ref('stg_click_events') }}
+),
+
+int_conversions as (
+    select * from {{ ref('int_conversions') }}
+),
+
+int_as_of as (
+    select * from {{ ref('int_as_of') }}
+),
+
+events as (
     select user_id, destination, searched_at as event_time, {{ var('reco_weight_search') }} as weight
-    from {{ ref('int_user_journeys') }}
+    from int_user_journeys
     where destination is not null
     union all
     select c.user_id, coalesce(c.result_destination, j.destination), c.event_time, {{ var('reco_weight_click') }}
-    from {{ ref('stg_click_events') }} as c
-    left join {{ ref('int_user_journeys') }} as j on j.search_event_id = c.search_event_id
+    from stg_click_events as c
+    left join int_user_journeys as j on j.search_event_id = c.search_event_id
     where coalesce(c.result_destination, j.destination) is not null
     union all
     select user_id, destination, converted_at, {{ var('reco_weight_conversion') }}
-    from {{ ref('int_conversions') }}
+    from int_conversions
     where destination is not null
 ),
 
@@ -38,7 +54,7 @@ decayed as (
             greatest({{ seconds_between('e.event_time', 'a.as_of') }}, 0) / (86400.0 * {{ var('reco_half_life_days') }})
         ) as interest
     from events as e
-    cross join {{ ref('int_as_of') }} as a
+    cross join int_as_of as a
 ),
 
 popularity as (
@@ -89,6 +105,6 @@ select
     max(case when r.destination_rank = 1 then r.score end) as score,
     max(a.as_of) as generated_at
 from ranked as r
-cross join {{ ref('int_as_of') }} as a
+cross join int_as_of as a
 where r.destination_rank <= 3
 group by r.user_id

@@ -6,6 +6,14 @@
 --   dormant  the rest
 -- Conversions here are all the user's bookings (inside or outside the journey window): a booking
 -- made 25 hours after its click is still a booking of that user.
+with dim_users as (
+    select * from {{ ref('dim_users') }}
+),
+
+int_as_of as (
+    select * from {{ ref('int_as_of') }}
+)
+
 select
     u.user_id,
     case
@@ -22,5 +30,5 @@ select
     u.first_seen_at,
     u.last_seen_at,
     a.as_of
-from {{ ref('dim_users') }} as u
-cross join {{ ref('int_as_of') }} as a
+from dim_users as u
+cross join int_as_of as a
