@@ -22,12 +22,9 @@ those opens.
 
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +36,8 @@ from searchflow.errors import GateFailed, SearchflowError, UsageError
 from searchflow.events import EVENT_TYPES
 
 Guard = Callable[[], AbstractContextManager[Any]]
-Builder = Callable[..., dict[str, Any]]
 # Called with the gate's full outcome, passed or not (the flows publish it as an artifact).
 OnGate = Callable[[Mapping[str, Any]], Any] | None
-
-HELD_DIR = "held"
 
 
 @contextmanager
@@ -62,11 +56,6 @@ def _export(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     from searchflow.published import export_ops
 
     export_ops(con, settings.home_path)
-
-
-def held_dir(settings: Settings, batch_id: str) -> Path:
-    """Where a generated batch that failed its gate is kept (JSONL, the sink's layout)."""
-    return settings.home_path / HELD_DIR / "generation" / batch_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,16 +153,12 @@ def gated_generate(
     warehouse_guard: Guard = nullcontext,
     on_gate: OnGate = None,
 ) -> dict[str, Any]:
-    """Generate a batch, gate it in memory, then write it to ``sink`` (pass) or hold it (fail)."""
-    from generator import generate
-    from generator.sinks import check_sink, default_out, prepare_out
+    """Build a batch, gate it in memory, then write it to ``sink`` (pass) or hold it (fail)."""
+    from generator import build, prepare_target, write_batch, write_held
 
     started = time.perf_counter()
-    check_sink(sink)
-    target = Path(out) if out is not None else None
-    if sink == "jsonl":  # fail fast, before simulating anything
-        target = prepare_out(target if target is not None else default_out(settings))
-    batch = generate(config)
+    target = prepare_target(settings, sink, Path(out) if out is not None else None)
+    batch = build(config)
     summary: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "sink": sink,
@@ -182,16 +167,15 @@ def gated_generate(
     }
     outcome, failure = audit("generation", settings, summary, data=batch)
     if failure is None:
-        summary.update(_emit(settings, config, batch, sink, target))
+        summary.update(write_batch(settings, batch, sink, target))
     else:
-        summary["held"] = str(_hold(settings, batch))
+        summary["held"] = str(write_held(settings, batch, sink, target))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     with ledger_session(settings, warehouse_guard) as con:
         ledger.record(
             con,
             batch.batch_id,
             "generation",
-            state="landed",
             source=sink,
             counts={**_counts(summary), "out": summary["out"], "config": config.canonical()},
             flow_run_id=flow_run_id,
@@ -201,53 +185,30 @@ def gated_generate(
     )
 
 
-def _emit(
-    settings: Settings, config: Any, batch: Any, sink: str, target: Path | None
-) -> dict[str, Any]:
-    """Send a passing batch to its sink (in real time when the config is live)."""
-    from generator import run, write
-
-    if config.live:
-        # the trickle's own counts: an interrupted one sent only part of the batch
-        _, sent = run(settings, config, sink, target)
-        return {k: v for k, v in sent.items() if k != "seconds"}
-    return {"out": str(write(batch, sink, settings, target)["out"])}
-
-
-def _hold(settings: Settings, batch: Any) -> Path:
-    from generator import write
-
-    where = held_dir(settings, batch.batch_id)
-    write(batch, "jsonl", settings, where)
-    return where
-
-
 def release_generation(
     settings: Settings, row: Mapping[str, Any], *, force: bool = False, guard: Guard = nullcontext
 ) -> dict[str, Any]:
-    """Gate a held generated batch again (regenerated from its recorded config, byte for byte) and
-    on pass, or with ``force``, write it to the sink it was meant for."""
-    from generator import config_from_options, generate
+    """Gate a held generated batch again and on pass, or with ``force``, send its held lines to
+    the sink it was meant for.
 
-    counts = row.get("counts") or {}
-    if "config" not in counts:
+    The gate judges the simulation, which the held JSONL does not carry: the batch is rebuilt from
+    its recorded config (same config, same bytes) and must come out under the same id.
+    """
+    from generator import build, config_from_options, read_manifest, release_held
+
+    batch_id = str(row["batch_id"])
+    manifest = read_manifest(settings, batch_id)
+    config = config_from_options(**{**manifest["config"], "live": False, "live_start": None})
+    batch = build(config)
+    if batch.batch_id != batch_id:
         raise SearchflowError(
-            f"batch {row['batch_id']} has no recorded generator config; generate it again instead"
+            f"rebuilding batch {batch_id} gave {batch.batch_id} (the generator changed since); "
+            "discard it and generate again"
         )
-    config = config_from_options(**{**counts["config"], "live": False, "live_start": None})
-    batch = generate(config)
-    if batch.batch_id != row["batch_id"]:
-        raise SearchflowError(
-            f"regenerating batch {row['batch_id']} gave {batch.batch_id}; "
-            "the generator changed since, generate it again instead"
-        )
-    sink = str(row.get("source") or "jsonl")
-    target = Path(counts["out"]) if counts.get("out") else None
-    summary: dict[str, Any] = {"batch_id": batch.batch_id, "sink": sink, **batch.counts()}
+    summary: dict[str, Any] = {"batch_id": batch_id, "sink": manifest["sink"], **batch.counts()}
     outcome, failure = audit("generation", settings, summary, data=batch)
     if failure is None or force:
-        summary.update(_emit(settings, config, batch, sink, target))
-        shutil.rmtree(held_dir(settings, batch.batch_id), ignore_errors=True)
+        summary.update(release_held(settings, batch_id))
     return _verdict(settings, "generation", summary, outcome, failure, guard, forced=force)
 
 
@@ -345,42 +306,8 @@ def release_ingestion(
     return _verdict(settings, "ingestion", summary, outcome, failure, guard, forced=force)
 
 
-def delete_ingestion_rows(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
-    """Delete an ingestion batch's raw event rows (dead letters and quarantine stay)."""
-    deleted = {}
-    for event_type in EVENT_TYPES:
-        table = warehouse.raw_table(event_type)
-        if warehouse.table_exists(con, table):
-            row = con.execute(
-                f"DELETE FROM {table} WHERE batch_id = ? RETURNING 1", [batch_id]
-            ).fetchall()
-            deleted[event_type] = len(row)
-    return deleted
-
-
 # ---------------------------------------------------------------------------------------------
 # transformation
-
-
-def new_version() -> str:
-    """A mart version: sortable by time, unique per run."""
-    return datetime.now(UTC).strftime("t%Y%m%dt%H%M%S") + uuid.uuid4().hex[:4]
-
-
-_PENDING_INGESTIONS = """
-SELECT batch_id FROM ops.batches
-WHERE stage = 'ingestion' AND state = 'published'
-  AND batch_id NOT IN (
-      SELECT unnest(parents) FROM ops.batches
-      WHERE stage = 'transformation' AND state = 'published'
-  )
-ORDER BY batch_id
-"""
-
-
-def pending_ingestions(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Published ingestion batches no published mart version has built in yet."""
-    return [r[0] for r in con.execute(_PENDING_INGESTIONS).fetchall()]
 
 
 def gated_transform(
@@ -390,28 +317,28 @@ def gated_transform(
     select: str | None = None,
     flow_run_id: str | None = None,
     parent_batch_id: str = "",
-    build: Builder | None = None,
+    invoke: Any = None,
     warehouse_guard: Guard = nullcontext,
     on_gate: OnGate = None,
 ) -> dict[str, Any]:
-    """Build the marts, gate them, publish on pass; on fail the served version stays.
+    """Build a candidate, gate it, publish it on pass; on fail the served version stays.
 
-    ``build`` runs dbt (``searchflow.transform.run_transform`` by default; the Prefect flow passes
-    its prefect-dbt builder). The run's batch id is its mart version; its parents are the
-    published ingestion batches this build takes in for the first time.
+    The run's batch id is its mart version; its parents are the published ingestion batches this
+    build takes in for the first time. ``invoke`` runs dbt (in-process by default; the Prefect
+    flow passes prefect-dbt's). A held candidate is kept (the newest ones are) so that
+    ``searchflow batches release`` can publish it later.
     """
     from searchflow import transform as stage
 
-    builder = build or stage.run_transform
     with warehouse_guard():
-        summary = builder(settings, full_refresh=full_refresh, select=select)
-    version = str(summary.get("version") or new_version())
-    summary["version"] = version
+        summary = stage.build_candidate(
+            settings, full_refresh=full_refresh, select=select, invoke=invoke
+        )
+    version = str(summary["version"])
     summary["batch_id"] = version
+    parents = sorted({*summary.get("parents", ()), *([parent_batch_id] if parent_batch_id else [])})
+    summary["parents"] = parents
     with ledger_session(settings, warehouse_guard) as con:
-        parents = pending_ingestions(con)
-        if parent_batch_id and parent_batch_id not in parents:
-            parents.append(parent_batch_id)
         ledger.record(
             con,
             version,
@@ -420,33 +347,74 @@ def gated_transform(
             counts=_counts(summary),
             flow_run_id=flow_run_id,
         )
-    summary["parents"] = parents
     outcome, failure = audit("transformation", settings, summary)
+    if failure is None and not summary.get("complete", True):
+        outcome = {
+            **outcome,
+            "status": "failed",
+            "reasons": [
+                f"candidate {version} lacks marts (a --select build before any publication); "
+                "run `searchflow transform` in full to publish"
+            ],
+        }
+        failure = GateFailed(outcome["reasons"][0])
+    if failure is None:
+        summary.update(_publish(settings, summary, warehouse_guard, invoke=invoke))
     return _verdict(
         settings, "transformation", summary, outcome, failure, warehouse_guard, on_gate=on_gate
     )
 
 
+def _publish(
+    settings: Settings,
+    summary: Mapping[str, Any],
+    guard: Guard,
+    *,
+    forced: bool = False,
+    invoke: Any = None,
+) -> dict[str, Any]:
+    """Serve a gated candidate; the summary gains the snapshot's node counts and the Parquet."""
+    from searchflow import transform as stage
+
+    with guard():
+        published = stage.publish(
+            settings,
+            str(summary["version"]),
+            forced=forced,
+            parents=summary.get("parents") or [],
+            invoke=invoke,
+        )
+    merged = stage.merge_counts(summary, published["snapshot"])
+    return {
+        **{k: merged[k] for k in ("nodes", "passed", "warned", "failed", "skipped", "by_type")},
+        "published": True,
+        "previous": published["previous"],
+        "parquet": published["parquet"],
+    }
+
+
+def release_transformation(
+    settings: Settings, row: Mapping[str, Any], *, force: bool = False, guard: Guard = nullcontext
+) -> dict[str, Any]:
+    """Gate a held candidate again; publish it on pass or with ``force``."""
+    from searchflow import transform as stage
+
+    version = str(row["batch_id"])
+    summary: dict[str, Any] = {
+        **(row.get("counts") or {}),
+        "batch_id": version,
+        "version": version,
+        "schemas": stage.schemas(version),
+        "parents": row.get("parents") or [],
+    }
+    outcome, failure = audit("transformation", settings, summary)
+    if failure is None or force:
+        summary.update(_publish(settings, summary, guard, forced=force))
+    return _verdict(settings, "transformation", summary, outcome, failure, guard, forced=force)
+
+
 # ---------------------------------------------------------------------------------------------
 # sync
-
-
-def served_version(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The mart version syncs read: the latest publication, else the latest published build."""
-    published = ledger.published_version(con)
-    if published is not None:
-        return str(published["version"])
-    rows = ledger.list_batches(con, state="published", stage="transformation", limit=1)
-    return rows[0]["batch_id"] if rows else None
-
-
-def _already_synced(con: duckdb.DuckDBPyConnection, name: str, version: str) -> str | None:
-    row = con.execute(
-        "SELECT batch_id FROM ops.batches WHERE stage = 'sync' AND source = ? "
-        "AND state = 'published' AND list_contains(parents, ?) ORDER BY created_at DESC LIMIT 1",
-        [name, version],
-    ).fetchone()
-    return row[0] if row else None
 
 
 def gated_sync(
@@ -461,48 +429,30 @@ def gated_sync(
     on_gate: OnGate = None,
     **sync_options: Any,
 ) -> dict[str, Any]:
-    """Sync the served mart version to its destination, gate the destination, record it.
+    """Sync the published marts to the destination, gate the destination, record it.
 
-    A version this sync already delivered (and passed) is not written again: the summary says
-    ``nothing_new`` (a full resync writes anyway). ``sync_options`` go to
-    :func:`searchflow.sync.run_sync` (attempts, pg_connect).
+    :func:`searchflow.sync.run_sync` reads the published version and skips one this sync already
+    delivered (``nothing_new``: no write, no gate, no ledger row; a full resync writes anyway).
+    ``sync_options`` go to it (attempts, pg_connect). The ledger row's parent is the mart version
+    synced (``parent_batch_id``, the version from the trigger, when the marts had none).
     """
     from searchflow.sync import run_sync
 
     if name not in _sync_names():
         raise UsageError(f"unknown sync {name!r}; use one of {', '.join(_sync_names())}")
-    with ledger_session(settings, warehouse_guard) as con:
-        version = served_version(con) or parent_batch_id or None
-        done = _already_synced(con, name, version) if version else None
-    if done and not full_resync:
-        return {
-            "sync": name,
-            "batch_id": done,
-            "mart_version": version,
-            "nothing_new": True,
-            "dry_run": dry_run,
-            "read": 0,
-            "inserted": 0,
-            "updated": 0,
-            "unchanged": 0,
-            "deleted": 0,
-            "failed": 0,
-            "seconds": 0.0,
-            "gate": None,
-        }
     report = run_sync(
         settings,
         name,
         dry_run,
         full_resync,
-        batch_id=version,
         warehouse_guard=warehouse_guard,
         **sync_options,
     )
-    summary: dict[str, Any] = {**report, "mart_version": version, "nothing_new": False}
-    if dry_run:
+    summary: dict[str, Any] = dict(report)
+    if dry_run or summary.get("nothing_new"):
         summary["gate"] = None
         return summary
+    version = summary.get("mart_version") or parent_batch_id or None
     summary["batch_id"] = report["run_id"]
     with ledger_session(settings, warehouse_guard) as con:
         ledger.record(
@@ -571,11 +521,13 @@ def release(
         return release_generation(settings, row, force=force, guard=guard)
     if row["stage"] == "ingestion":
         return release_ingestion(settings, row, force=force, guard=guard)
-    summary: dict[str, Any] = {"batch_id": batch_id, **(row.get("counts") or {})}
-    if row["stage"] == "sync":
-        summary["sync"] = row["source"]
-    outcome, failure = audit(row["stage"], settings, summary)
-    return _verdict(settings, row["stage"], summary, outcome, failure, guard, forced=force)
+    if row["stage"] == "transformation":
+        return release_transformation(settings, row, force=force, guard=guard)
+    # a sync: what it wrote is at the destination already; its gate checks it again
+    summary: dict[str, Any] = {**(row.get("counts") or {}), "batch_id": batch_id}
+    summary["sync"] = row["source"]
+    outcome, failure = audit("sync", settings, summary)
+    return _verdict(settings, "sync", summary, outcome, failure, guard, forced=force)
 
 
 def discard(settings: Settings, batch_id: str, *, guard: Guard = nullcontext) -> dict[str, Any]:
@@ -589,9 +541,15 @@ def discard(settings: Settings, batch_id: str, *, guard: Guard = nullcontext) ->
             )
         removed: dict[str, Any] = {}
         if row["stage"] == "ingestion":
+            from searchflow.ingest.discard import discard_ingestion_batch
+            from searchflow.transform import discard_from_models
+
             con.execute("BEGIN")
             try:
-                removed = delete_ingestion_rows(con, batch_id)
+                removed = {
+                    "raw": discard_ingestion_batch(con, batch_id),
+                    "models": discard_from_models(con, batch_id),
+                }
                 ledger.discard(con, batch_id)
                 con.execute("COMMIT")
             except BaseException:
@@ -601,8 +559,9 @@ def discard(settings: Settings, batch_id: str, *, guard: Guard = nullcontext) ->
             ledger.discard(con, batch_id)
         updated = ledger.get(con, batch_id) or {}
     if row["stage"] == "generation":
-        where = held_dir(settings, batch_id)
-        if where.exists():
-            shutil.rmtree(where)
+        from generator import drop_held, held_path
+
+        where = held_path(settings, batch_id)
+        if drop_held(settings, batch_id):
             removed["held"] = str(where)
     return {**updated, "removed": removed}

@@ -7,7 +7,6 @@ again (or publish it anyway with ``--force``, recorded as forced), and take a ba
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,15 +139,16 @@ def discard(batch_id: str, as_json: bool) -> None:
     from flows.gated import discard as discard_batch
 
     summary = discard_batch(get_settings(), batch_id)
-    report(
-        summary,
-        as_json,
-        lambda s: (
-            f"batch {s['batch_id']} discarded; removed {json.dumps(s['removed'])}"
-            + (
-                "; run `searchflow transform` to rebuild the marts without it"
-                if s["stage"] == "ingestion"
-                else ""
-            )
-        ),
-    )
+    report(summary, as_json, _human_discard)
+
+
+def _human_discard(summary: Mapping[str, Any]) -> str:
+    removed = summary["removed"]
+    raw = removed.get("raw") or {}
+    line = f"batch {summary['batch_id']} discarded"
+    if raw:
+        line += f": {sum(raw.values()):,} raw rows removed (dead letters and quarantine kept)"
+        line += "; run `searchflow transform` to rebuild the marts without it"
+    if removed.get("held"):
+        line += f": held files {removed['held']} removed"
+    return line

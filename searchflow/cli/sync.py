@@ -24,7 +24,7 @@ def _human_syncs(summary: Mapping[str, Any]) -> str:
         if data.get("nothing_new"):
             lines.append(
                 f"{data['sync']}: nothing new to publish (mart version {data['mart_version']} "
-                f"already synced by {data['batch_id']})"
+                f"already synced by run {data.get('synced_by')})"
             )
             continue
         fields = {k: v for k, v in data.items() if k in SyncReport.__dataclass_fields__}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows import gated
-from generator import config_from_options
+from generator import config_from_options, held_path
 from searchflow import ledger, warehouse
 from searchflow.config import Settings
 from searchflow.errors import GateFailed
@@ -71,7 +71,7 @@ def test_a_malformed_batch_is_held_then_forced_then_discarded(settings: Settings
     assert landed > 0
     discarded = gated.discard(settings, held["batch_id"])
     assert discarded["state"] == "discarded"
-    assert sum(discarded["removed"].values()) == landed
+    assert sum(discarded["removed"]["raw"].values()) == landed
     assert _rows(settings, held["batch_id"]) == 0
     with warehouse.session(settings, read_only=True) as con:
         dead = con.execute(
@@ -113,7 +113,7 @@ def test_a_generated_batch_failing_its_gate_is_held_out_of_its_sink(
     assert summary["gate"]["reasons"] == ["ctr out of band"]
     assert not list(events.rglob("*.jsonl"))  # the sink got nothing
     held = Path(summary["held"])
-    assert held == gated.held_dir(settings, summary["batch_id"])
+    assert held == held_path(settings, summary["batch_id"])
     assert len(list(held.rglob("*.jsonl"))) == 3
 
     monkeypatch.setattr(quality, "gate", real_gate)
