@@ -62,20 +62,33 @@ def test_bad_input_is_one_line(home, args, env, needle):
 def test_flow_gates_only_when_rows_landed(home, tmp_path, monkeypatch):
     from contextlib import nullcontext
 
+    import flows.common as common
     import flows.ingest as flow_module
+    from searchflow import ledger
+    from searchflow.config import Settings
+    from searchflow.warehouse import session
 
-    calls: list[dict] = []
+    events_sent: list[tuple[str, str, str]] = []
     monkeypatch.setattr(flow_module, "warehouse_slot", nullcontext)
+    monkeypatch.setattr(flow_module, "stage_task", lambda stage, fn, name: fn)
+    monkeypatch.setattr(flow_module, "current_flow_run_id", lambda: "run-1")
     monkeypatch.setattr(
-        flow_module, "gate_and_signal", lambda stage, settings, summary: calls.append(summary)
+        common,
+        "emit_stage_event",
+        lambda stage, outcome, batch, payload: events_sent.append((stage, outcome, batch)),
     )
     monkeypatch.setenv("SEARCHFLOW_HOME", str(home))
     events = tmp_path / "events"
-    write_jsonl(events, "click", [line(event("click", i)) for i in range(4)])
-    first = flow_module.ingest_events.fn(source="jsonl", path=str(events))
-    assert first["landed"] == 4 and len(calls) == 1 and calls[0]["batch_id"] == first["batch_id"]
+    write_jsonl(events, "search", [line(event("search", i)) for i in range(4)])
+    first = flow_module.ingest_events.fn(source="jsonl", path=str(events), parent_batch_id="gen-1")
+    assert first["landed"] == 4 and first["gate"]["outcome"] == "passed"
+    assert events_sent == [("ingestion", "validated", first["batch_id"])]
+    with session(Settings(home=home), read_only=True) as con:
+        row = ledger.get(con, first["batch_id"])
+    assert row["state"] == "published" and row["flow_run_id"] == "run-1"
+    assert "gen-1" in row["parents"]
     second = flow_module.ingest_events.fn(source="jsonl", path=str(events))
-    assert second["landed"] == 0 and len(calls) == 1  # nothing new: no gate, no event
+    assert second["landed"] == 0 and len(events_sent) == 1  # nothing new: no gate, no event
 
 
 def test_flow_name():
