@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from searchflow.contract import STAGES
 from searchflow.errors import UsageError
 from searchflow.quality import batches, history, quarantine
 from searchflow.quality.context import data_docs_dir, get_context, validations_dir
-from searchflow.quality.verdicts import Verdict, judge, one_line
+from searchflow.quality.verdicts import Verdict, examples, judge, one_line
 
 BATCH = "(batch)"  # the expectation column of a verdict about a whole batch that was not validated
 
@@ -152,6 +152,9 @@ def _run_definition(
             found = _failing(name, verdict.expectation, item.expectation_config, batch, frame)
             if found is not None:
                 validation.failing.append(found)
+                validation.verdicts[-1] = replace(
+                    verdict, reason=verdict.reason + examples(found.rows)
+                )
 
 
 def _failing(

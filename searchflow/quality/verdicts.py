@@ -62,6 +62,21 @@ def judge(
     return Verdict(suite, label, "failed", observed, reason)
 
 
+# The columns that point a person at a failing row, best first: where the line came from, its id.
+_POINTERS = ("source_ref", "event_id", "user_id", "key", "trigger_id")
+
+
+def examples(rows: Any, limit: int = 3) -> str:
+    """``; e.g. events/search/x.jsonl:12, ...``: where to find a few of the rows that broke a rule
+    ('' when the rows have no column that points at them)."""
+    column = next((c for c in _POINTERS if c in getattr(rows, "columns", ())), None)
+    if column is None or not len(rows):
+        return ""
+    shown = ", ".join(str(v) for v in rows[column].head(limit))
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return one_line(f"; e.g. {column} {shown}{more}", 160)
+
+
 def _raised(result: Any) -> str | None:
     """The exception message when GX could not evaluate the expectation, else None."""
     info = result.exception_info or {}

@@ -106,6 +106,9 @@ def test_generation_fails_on_duplicate_ids_and_quarantines_them(settings: Settin
     message = str(err.value)
     assert "\n" not in message
     assert "generation.batch: column_max_to_be_between(search_duplicate_ids) observed 3" in message
+    # the reason points at the rows: a few of their ids
+    [reason] = err.value.outcome["reasons"]
+    assert reason.endswith("; e.g. event_id s0, s0, s0"), reason
     rows = quarantine_rows(settings)
     assert set(rows["reason"]) == {"event_id is not unique"}
     assert len(rows) == 3 and set(rows["batch_id"]) == {"gen-dup"}
@@ -177,8 +180,11 @@ def test_ingestion_quarantines_orphan_clicks(settings: Settings) -> None:
     land_raw(settings, clicks=60, orphan_clicks=15)
     with pytest.raises(
         GateFailed, match=r"column_max_to_be_between\(click_orphan_share\) observed 0.25"
-    ):
+    ) as err:
         gate("ingestion", settings, {"batch_id": "ing-1"})
+    [reason] = err.value.outcome["reasons"]
+    assert "share of click rows whose search_event_id is in no raw search event" in reason
+    assert reason.endswith("; e.g. source_ref f:0, f:1, f:2 and 12 more"), reason
     rows = quarantine_rows(settings)
     assert len(rows) == 15
     assert set(rows["suite"]) == {"ingestion.batch"}
