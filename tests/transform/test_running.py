@@ -119,7 +119,9 @@ def test_a_failing_test_fails_the_stage_with_dbt_message(settings: Settings) -> 
     assert "not_null_stg_conversion_events_booking_value" in text
 
 
-def test_partial_build_and_docs_command(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_build_and_docs_command(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw, _ = scenario.base()
     load_duckdb(settings, raw.events)
     for key, value in settings.as_env().items():
