@@ -106,3 +106,64 @@ def write_jsonl(root: Path, event_type: str, lines: list[str], name: str = "part
 def append_jsonl(path: Path, lines: list[str]) -> None:
     with path.open("a") as handle:
         handle.write("".join(f"{text}\n" for text in lines))
+
+
+def bad_lines() -> dict[str, tuple[bytes, str | None, str | None]]:
+    """One line per class of issue 11's "no input aborts a load", as raw bytes (no line end):
+    ``name -> (line, expected reason or None when it is valid and lands, a word of its detail)``.
+    """
+    c = event("conversion", 900)
+    s = event("search", 901)
+
+    def raw(obj: dict[str, Any]) -> bytes:
+        return line(obj).encode()
+
+    valid_cr = line(event("search", 902)).replace(',"page"', ',\r"page"').encode()
+    return {
+        "over_the_line_limit": (
+            raw({**s, "event_id": "s-big", "query": "x" * 2_000_100}),
+            "unparsable",
+            "over the limit",
+        ),
+        "not_utf8": (
+            raw({**s, "event_id": "s-latin"}).replace(b"Lisbon", b"Lisb\xf3n", 1),
+            "unparsable",
+            "not UTF-8",
+        ),
+        "nan": (
+            raw(c).replace(b'"booking_value":1150.0', b'"booking_value":NaN'),
+            "impossible_value",
+            "NaN",
+        ),
+        "overflow": (
+            raw({**c, "event_id": "v-inf"}).replace(
+                b'"booking_value":1150.0', b'"booking_value":1e400'
+            ),
+            "impossible_value",
+            "booking_value",
+        ),
+        "too_big_for_decimal": (
+            raw({**c, "event_id": "v-1e17"}).replace(
+                b'"booking_value":1150.0', b'"booking_value":1e17'
+            ),
+            "impossible_value",
+            "not below",
+        ),
+        "too_big_for_integer": (
+            raw({**s, "event_id": "s-int", "results_count": 2**31}),
+            "impossible_value",
+            "results_count",
+        ),
+        "empty_event_id": (raw({**s, "event_id": ""}), "missing_field", "empty"),
+        "trailing_comma": (
+            raw({**s, "event_id": "s-comma"})[:-1] + b",}",
+            "unparsable",
+            "trailing comma",
+        ),
+        "nul_and_garbage": (
+            raw({**s, "event_id": "s-nul"}) + b"\x00garbage",
+            "unparsable",
+            "NUL",
+        ),
+        "bare_cr_between_tokens": (valid_cr, None, None),
+    }
