@@ -83,10 +83,11 @@ kpis = (
     ("ROAS (paid campaigns)", "roas", ui.ratio, "normal"),
     ("Cost per booking (paid campaigns)", "cost_per_booking", ui.money, "inverse"),
 )
-for column, (label, key, fmt, colour) in zip(st.columns(len(kpis)), kpis, strict=True):
-    column.metric(
-        label, fmt(current[key]), ui.change(current[key], before[key]), delta_color=colour
-    )
+for group in (kpis[:3], kpis[3:]):
+    for column, (label, key, fmt, colour) in zip(st.columns(3), group, strict=False):
+        column.metric(
+            label, fmt(current[key]), ui.change(current[key], before[key]), delta_color=colour
+        )
 
 by_source = ui.rows(version, BY_SOURCE, (start, end, start, end))
 st.subheader("First touch against last touch, by source")
@@ -94,7 +95,7 @@ st.altair_chart(
     alt.Chart(by_source)
     .mark_bar()
     .encode(
-        x=alt.X("utm_source:N", sort="-y", title="utm_source"),
+        x=alt.X("utm_source:N", sort="-y", title="utm_source", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("revenue:Q"),
         color=alt.Color("model:N"),
         xOffset="model:N",

@@ -107,7 +107,7 @@ for label, dimension in DIMENSIONS.items():
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("value:N", sort="-y", title=label),
+            x=alt.X("value:N", sort="-y", title=label, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("events:Q"),
             color=alt.Color("step:N", sort=["searches", "clicks", "bookings"]),
             xOffset=alt.XOffset("step:N", sort=["searches", "clicks", "bookings"]),

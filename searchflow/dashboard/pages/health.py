@@ -6,6 +6,7 @@ from datetime import datetime, time
 import altair as alt
 import streamlit as st
 
+from searchflow.contract import STAGES
 from searchflow.dashboard import data, ui
 
 # --- SQL: everything this page shows, over the ledger export (published/ops) --------------------
@@ -65,6 +66,15 @@ ORDER BY published_at DESC
 
 # --- page --------------------------------------------------------------------------------------
 
+STATE_COLOURS = alt.Scale(
+    domain=["published", "held", "landed", "discarded"],
+    range=["#2e7d32", "#c62828", "#f9a825", "#757575"],
+)
+OUTCOME_COLOURS = alt.Scale(
+    domain=["passed", "forced", "failed", "errored", "not gated"],
+    range=["#2e7d32", "#6a1b9a", "#c62828", "#ef6c00", "#9e9e9e"],
+)
+
 st.title("Pipeline health")
 version = data.version()
 st.caption(f"Serving mart version {version or '(none yet)'}.")
@@ -96,9 +106,9 @@ with left:
         alt.Chart(states)
         .mark_bar()
         .encode(
-            x=alt.X("stage:N"),
+            x=alt.X("stage:N", sort=list(STAGES), axis=alt.Axis(labelAngle=0)),
             y=alt.Y("batches:Q"),
-            color="state:N",
+            color=alt.Color("state:N", scale=STATE_COLOURS),
             tooltip=["stage", "state", "batches"],
         )
         .properties(height=240),
@@ -111,9 +121,9 @@ with right:
         alt.Chart(outcomes)
         .mark_bar()
         .encode(
-            x=alt.X("stage:N"),
+            x=alt.X("stage:N", sort=list(STAGES), axis=alt.Axis(labelAngle=0)),
             y=alt.Y("batches:Q"),
-            color="outcome:N",
+            color=alt.Color("outcome:N", scale=OUTCOME_COLOURS),
             tooltip=["stage", "outcome", "batches"],
         )
         .properties(height=240),

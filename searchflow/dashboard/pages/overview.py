@@ -77,14 +77,18 @@ year_ago = ui.rows(version, TOTALS, ui.year_before(start, end)).iloc[0]
 st.caption(
     f"{start} to {end}, mart version {version}. Change against the {(end - start).days + 1} days before."
 )
-for column, (label, key, fmt) in zip(st.columns(len(KPIS)), KPIS, strict=True):
-    column.metric(label, fmt(current[key]), ui.change(current[key], before[key]))
+for group in (KPIS[:4], KPIS[4:]):
+    for column, (label, key, fmt) in zip(st.columns(4), group, strict=False):
+        column.metric(label, fmt(current[key]), ui.change(current[key], before[key]))
 if year_ago["days"]:
     st.caption("Year over year: the same dates one year earlier.")
-    for column, (label, key, fmt) in zip(st.columns(len(KPIS)), KPIS, strict=True):
-        column.metric(
-            f"{label}, a year before", fmt(year_ago[key]), ui.change(current[key], year_ago[key])
-        )
+    for group in (KPIS[:4], KPIS[4:]):
+        for column, (label, key, fmt) in zip(st.columns(4), group, strict=False):
+            column.metric(
+                f"{label}, a year before",
+                fmt(year_ago[key]),
+                ui.change(current[key], year_ago[key]),
+            )
 else:
     st.caption("Year over year: the history does not cover the same dates a year earlier yet.")
 

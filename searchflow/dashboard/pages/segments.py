@@ -29,7 +29,7 @@ GROUP BY segment
 
 # The distribution at the last snapshot build on or before a day.
 AS_OF = """
-SELECT segment, users
+SELECT as_of, segment, users
 FROM marketing.mart_segment_history
 WHERE as_of = (SELECT max(as_of) FROM marketing.mart_segment_history WHERE as_of_date <= ?)
 """
@@ -83,8 +83,13 @@ if not has_history:
 start_users = None
 if picked is not None:
     start, end = picked
-    start_users = ui.rows(version, AS_OF, (start,)).set_index("segment")["users"]
-    st.caption(f"Change against the distribution recorded on {start}, the start of the range.")
+    at_start = ui.rows(version, AS_OF, (start,))
+    if not at_start.empty and at_start["as_of"].max() < as_of:
+        start_users = at_start.set_index("segment")["users"]
+        st.caption(
+            f"Change against the distribution recorded on {at_start['as_of'].max():%Y-%m-%d}, "
+            "the start of the range."
+        )
 for column, segment in zip(st.columns(len(SEGMENTS)), SEGMENTS, strict=True):
     users = today.loc[segment, "users"]
     users = 0 if users != users else users  # a segment nobody is in
@@ -95,7 +100,7 @@ st.altair_chart(
     alt.Chart(today.reset_index().fillna({"users": 0}))
     .mark_bar()
     .encode(
-        x=alt.X("segment:N", sort=list(SEGMENTS)),
+        x=alt.X("segment:N", sort=list(SEGMENTS), axis=alt.Axis(labelAngle=0)),
         y=alt.Y("users:Q"),
         color=alt.Color("segment:N", sort=list(SEGMENTS), legend=None),
         tooltip=["segment", alt.Tooltip("users:Q", format=",")],
@@ -109,18 +114,21 @@ if picked is None:
     st.info("The segment snapshot has not recorded any build yet.")
 else:
     history = ui.rows(version, HISTORY, (start, end))
+    builds = history["as_of"].nunique()
+    over_time = alt.Chart(history).encode(
+        x=alt.X("as_of:T", title="as of"),
+        y=alt.Y("users:Q", stack="normalize", title="share of users"),
+        color=alt.Color("segment:N", sort=list(SEGMENTS)),
+        tooltip=[alt.Tooltip("as_of:T"), "segment", alt.Tooltip("users:Q", format=",")],
+    )
     st.altair_chart(
-        alt.Chart(history)
-        .mark_area()
-        .encode(
-            x=alt.X("as_of:T", title="as of"),
-            y=alt.Y("users:Q", stack="normalize", title="share of users"),
-            color=alt.Color("segment:N", sort=list(SEGMENTS)),
-            tooltip=[alt.Tooltip("as_of:T"), "segment", alt.Tooltip("users:Q", format=",")],
-        )
-        .properties(height=260),
+        (over_time.mark_area() if builds > 1 else over_time.mark_bar(size=60)).properties(
+            height=260
+        ),
         width="stretch",
     )
+    if builds < 2:
+        st.caption("One snapshot build so far: the history grows with every published transform.")
 
     st.subheader("Transitions")
     grain = st.radio("Period", ["week", "month"], horizontal=True, key="segments_grain")
@@ -142,7 +150,7 @@ else:
     else:
         order = ["(new)", *SEGMENTS]
         base = alt.Chart(matrix).encode(
-            x=alt.X("to_segment:N", sort=order, title="to"),
+            x=alt.X("to_segment:N", sort=order, title="to", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("from_segment:N", sort=order, title="from"),
         )
         st.altair_chart(
