@@ -1,7 +1,8 @@
 """Transformation: the full dbt build on 1M events, and the incremental run after 5% more arrive.
 
-Ours: one in-process ``dbt build`` (models, snapshot and tests together, manifest parsed once per
-process, partial parse on disk). Staging models are incremental tables (each event's JSON parsed
+Ours: ``searchflow.transform.run_transform``: one in-process ``dbt build`` of a candidate (models
+and tests, manifest parsed once per process, partial parse on disk), then its publication (views
+repointed, the segment snapshot, the Parquet export). Staging models are incremental tables (each event's JSON parsed
 once, appended by batch); ``int_search_sessions``, ``int_conversions`` and ``int_user_journeys``
 recompute only the sessions, conversions and searches new events touch; ``fct_search_funnel``
 recomputes the lookback days plus the days those touched; user-level marts are full rebuilds
@@ -33,7 +34,9 @@ FULL_EVENTS = 1_000_000
 
 def _land(settings, events: int, seed: int, start, days: int, out: Path) -> None:
     from generator import GeneratorConfig, generate, write
+    from searchflow import ledger
     from searchflow.ingest import run_ingestion
+    from searchflow.warehouse import session
 
     config = GeneratorConfig(
         events=events,
@@ -45,7 +48,11 @@ def _land(settings, events: int, seed: int, start, days: int, out: Path) -> None
         late_rate=0.01,
     )
     write(generate(config), "jsonl", settings, out)
-    run_ingestion(settings, "jsonl", path=out)
+    landed = run_ingestion(settings, "jsonl", path=out)
+    with session(settings) as con:  # the ingestion gate's verdict: dbt reads published batches
+        ledger.ensure_ledger(con)
+        ledger.record(con, landed["batch_id"], "ingestion", source="jsonl")
+        ledger.judge(con, landed["batch_id"], "passed")
 
 
 def _seed_style(settings) -> float:

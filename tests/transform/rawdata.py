@@ -177,10 +177,14 @@ def load_duckdb(
         ledger.judge(con, batch_id, "passed" if publish else "failed", [] if publish else ["test"])
 
 
-def publish_batch(settings: Settings, batch_id: str) -> None:
-    """Publish a held batch, as `searchflow batches release --force` would."""
+def publish_batch(settings: Settings, batch_id: str, *, gate: str = "forced") -> None:
+    """Publish an ingestion batch: a held one as `searchflow batches release --force` would, or one
+    the ingestion stage landed without a gate (``gate="passed"``)."""
     with session(settings) as con:
-        ledger.judge(con, batch_id, "forced")
+        ledger.ensure_ledger(con)
+        if ledger.get(con, batch_id) is None:
+            ledger.record(con, batch_id, "ingestion")
+        ledger.judge(con, batch_id, gate)
 
 
 def load_postgres(url: str, events: Iterable[dict[str, Any]], batch_id: str = "fixture") -> None:

@@ -13,6 +13,7 @@ import pytest
 from searchflow.config import Settings
 from searchflow.transform import run_transform
 
+from .rawdata import publish_batch
 from .recompute import mismatches
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,8 @@ def test_marts_equal_the_recomputation_on_100k_generated_events(
         malformed_rate=0.005,
     )
     generator.write(generator.generate(config), "jsonl", settings, tmp_path / "events")
-    ingest.run_ingestion(settings, "jsonl", path=tmp_path / "events")
+    landed = ingest.run_ingestion(settings, "jsonl", path=tmp_path / "events")
+    publish_batch(settings, landed["batch_id"], gate="passed")  # the ingestion gate's verdict
     summary = run_transform(settings)
     assert summary["failed"] == 0
 
