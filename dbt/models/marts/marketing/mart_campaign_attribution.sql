@@ -43,7 +43,7 @@ touch_candidates as (
 
 -- First and last touch by aggregation rather than row_number() over each conversion's touches:
 -- same ties (earliest then smallest id; latest then largest id), hash aggregates instead of a
--- sort per partition (about 2x faster on DuckDB).
+-- sort per partition.
 bounds as (
     select conversion_id, min(searched_at) as first_at, max(searched_at) as last_at
     from touch_candidates
