@@ -121,6 +121,7 @@ def _verdict(
     if on_gate is not None:
         on_gate(outcome)
     status = str(outcome.get("status", "errored"))
+    forced = forced and status != "passed"  # a batch that passes needs no forcing
     brief = gate_brief(outcome, forced=forced)
     summary["gate"] = brief
     with ledger_session(settings, guard) as con:
@@ -271,7 +272,9 @@ def gated_ingest(
 
     recovered = recover_ingestions(settings, warehouse_guard)
     with warehouse_guard():
-        summary = run_ingestion(settings, source, path=path, consumer=consumer)
+        summary = run_ingestion(
+            settings, source, path=path, consumer=consumer, flow_run_id=flow_run_id
+        )
     if recovered:
         summary["recovered"] = [
             {"batch_id": r["batch_id"], "gate": r.get("gate", {}).get("outcome")} for r in recovered
