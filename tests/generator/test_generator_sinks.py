@@ -150,3 +150,14 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(settings, tmp_path
         write(generate(GeneratorConfig(events=100, seed=6)), "jsonl", settings, out)
     monkeypatch.setattr(sinks.os, "replace", real_replace)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_redis_refusing_the_entries_is_one_line(service_settings, redis_url):
+    from searchflow.errors import SearchflowError
+
+    redis.Redis.from_url(redis_url).set("events:click", "not a stream")
+    batch = generate(GeneratorConfig(events=300, seed=4))
+    with pytest.raises(
+        SearchflowError, match=r"refused [0-9,]+ of [0-9,]+ entries for events:click"
+    ):
+        write(batch, "redis", service_settings)
