@@ -21,6 +21,7 @@ from pathlib import Path
 from uuid import uuid4
 
 from bench import Row
+from searchflow.contract import stream_name
 from searchflow.events import EVENT_TYPES
 
 EVENTS = 1_000_000
@@ -256,10 +257,10 @@ def seed_generate_in_memory(events: int) -> list[str]:
 
 # --- the benchmark -----------------------------------------------------------------------------
 
-SEED_FILE_CAP = 200_000  # the seed's open-per-event publisher runs ~5k events/s; time a prefix
-SEED_REDIS_CAP = 50_000  # one round trip per XADD
+SEED_FILE_CAP = 200_000  # the seed's publisher opens the file per event: time a prefix, scale it
+SEED_REDIS_CAP = 50_000  # one round trip per XADD: time a prefix, scale it
 BENCH_REDIS_DB = 11
-STREAMS = ("events:search", "events:click", "events:conversion")
+STREAMS = tuple(stream_name(t) for t in EVENT_TYPES)
 
 
 def _ours(events: int, out: Path | None, **faults: float) -> float:
@@ -281,7 +282,7 @@ def run(scale: float) -> list[Row]:
     _ours(2_000, None)  # warm up imports (pyarrow.compute, pandas) outside the timings
     rows: list[Row] = []
 
-    # Ours is timed 3 times (median): a single run moved by 30% with the kernel's page-fault cost.
+    # Ours is timed REPEAT times (median): single runs move with the kernel's page-fault cost.
     ours = statistics.median(_ours(events, None) for _ in range(REPEAT))
     started = time.perf_counter()
     seed_generate_in_memory(events)
