@@ -325,78 +325,78 @@ class Simulation:
 
     def table(self, event_type: str) -> pa.Table:
         """The well-formed events of one type as typed columns (geo flattened), timestamp order."""
-        ts = pa.array(self.timestamps(event_type), type=pa.timestamp("us", tz="UTC"))
+        extra = {
+            "search": self._search_columns,
+            "click": self._click_columns,
+            "conversion": self._conversion_columns,
+        }[event_type]()
+        return pa.table({**self._common_columns(event_type), **extra})
+
+    def _common_columns(self, event_type: str) -> dict[str, pa.Array]:
+        """event_id, event_type, timestamp, user_id, session_id."""
         users = self._user_of(event_type)
         n_users = self.config.users
         names = fixed_strings(
             compose(n_users, ["user_", digits(np.arange(n_users), user_id_width(n_users))])
         )
-        common = {
+        return {
             "event_id": fixed_strings(self.ids[event_type]),
             "event_type": pa.array([event_type] * self.count(event_type), pa.string()),
-            "timestamp": ts,
+            "timestamp": pa.array(self.timestamps(event_type), type=pa.timestamp("us", tz="UTC")),
             "user_id": names.take(pa.array(users, pa.int64(), mask=users < 0)),
             "session_id": fixed_strings(take_rows(self.session_ids, self._session_of(event_type))),
         }
-        if event_type == "search":
-            s = self.searches
-            pd_ = np.array(vocab.PLATFORM_DEVICES, dtype=object)
-            geo = np.array(vocab.GEOS, dtype=object)
-            channel = np.array(vocab.CHANNELS, dtype=object)
-            templates = vocab.QUERY_TEMPLATES
-            query_texts = [f"{a}{d}{b}" for a, b, _ in templates for d in vocab.DESTINATIONS]
-            extra = {
-                "query": fragments(
-                    query_texts, s.template * len(vocab.DESTINATIONS) + s.destination
-                ),
-                "destination": fragments(vocab.DESTINATIONS, s.destination),
-                "results_count": pa.array(s.results_count, pa.int64()),
-                "page": pa.array(s.page, pa.int64()),
-                "platform": fragments(list(pd_[:, 0]), s.platform_device),
-                "device_type": fragments(list(pd_[:, 1]), s.platform_device),
-                "geo_country": fragments(list(geo[:, 0]), s.geo),
-                "geo_city": fragments(list(geo[:, 1]), s.geo),
-                "utm_source": fragments(list(channel[:, 0]), s.channel),
-                "utm_campaign": fragments(list(channel[:, 1]), s.channel),
-            }
-        elif event_type == "click":
-            c = self.clicks
-            flat_providers = [p for group in vocab.PROVIDERS for p in group]
-            result_ids = fixed_strings(
-                compose(
-                    len(c.ts),
-                    [
-                        np.array(
-                            [np.frombuffer(p.encode(), np.uint8) for p in vocab.PRODUCT_PREFIX]
-                        )[c.product],
-                        "_",
-                        digits(c.result_number, 6),
-                    ],
-                )
-            )
-            extra = {
-                "search_event_id": fixed_strings(take_rows(self.ids["search"], c.search)),
-                "result_id": result_ids,
-                "result_position": pa.array(c.position, pa.int64()),
-                "result_type": fragments(vocab.PRODUCT_TYPES, c.product),
-                "result_price": pa.array(c.price_cents / 100.0, pa.float64()),
-                "result_destination": fragments(
-                    vocab.DESTINATIONS, self.searches.destination[c.search]
-                ),
-                "result_provider": fragments(flat_providers, self._provider_index()),
-            }
-        else:
-            v = self.conversions
-            flat_providers = [p for group in vocab.PROVIDERS for p in group]
-            extra = {
-                "click_event_id": fixed_strings(take_rows(self.ids["click"], v.click)),
-                "booking_value": pa.array(v.booking_cents / 100.0, pa.float64()),
-                "commission": pa.array(v.commission_cents / 100.0, pa.float64()),
-                "currency": pa.array([vocab.CURRENCY] * len(v.ts), pa.string()),
-                "product_type": fragments(vocab.PRODUCT_TYPES, self.clicks.product[v.click]),
-                "provider": fragments(flat_providers, self._provider_index()[v.click]),
-            }
-        return pa.table({**common, **extra})
+
+    def _search_columns(self) -> dict[str, pa.Array]:
+        s = self.searches
+        pd_ = np.array(vocab.PLATFORM_DEVICES, dtype=object)
+        geo = np.array(vocab.GEOS, dtype=object)
+        channel = np.array(vocab.CHANNELS, dtype=object)
+        templates = vocab.QUERY_TEMPLATES
+        query_texts = [f"{a}{d}{b}" for a, b, _ in templates for d in vocab.DESTINATIONS]
+        return {
+            "query": fragments(query_texts, s.template * len(vocab.DESTINATIONS) + s.destination),
+            "destination": fragments(vocab.DESTINATIONS, s.destination),
+            "results_count": pa.array(s.results_count, pa.int64()),
+            "page": pa.array(s.page, pa.int64()),
+            "platform": fragments(list(pd_[:, 0]), s.platform_device),
+            "device_type": fragments(list(pd_[:, 1]), s.platform_device),
+            "geo_country": fragments(list(geo[:, 0]), s.geo),
+            "geo_city": fragments(list(geo[:, 1]), s.geo),
+            "utm_source": fragments(list(channel[:, 0]), s.channel),
+            "utm_campaign": fragments(list(channel[:, 1]), s.channel),
+        }
+
+    def _click_columns(self) -> dict[str, pa.Array]:
+        c = self.clicks
+        flat_providers = [p for group in vocab.PROVIDERS for p in group]
+        prefixes = np.array([np.frombuffer(p.encode(), np.uint8) for p in vocab.PRODUCT_PREFIX])
+        result_ids = fixed_strings(
+            compose(len(c.ts), [prefixes[c.product], "_", digits(c.result_number, 6)])
+        )
+        return {
+            "search_event_id": fixed_strings(take_rows(self.ids["search"], c.search)),
+            "result_id": result_ids,
+            "result_position": pa.array(c.position, pa.int64()),
+            "result_type": fragments(vocab.PRODUCT_TYPES, c.product),
+            "result_price": pa.array(c.price_cents / 100.0, pa.float64()),
+            "result_destination": fragments(
+                vocab.DESTINATIONS, self.searches.destination[c.search]
+            ),
+            "result_provider": fragments(flat_providers, self._provider_index()),
+        }
+
+    def _conversion_columns(self) -> dict[str, pa.Array]:
+        v = self.conversions
+        flat_providers = [p for group in vocab.PROVIDERS for p in group]
+        return {
+            "click_event_id": fixed_strings(take_rows(self.ids["click"], v.click)),
+            "booking_value": pa.array(v.booking_cents / 100.0, pa.float64()),
+            "commission": pa.array(v.commission_cents / 100.0, pa.float64()),
+            "currency": pa.array([vocab.CURRENCY] * len(v.ts), pa.string()),
+            "product_type": fragments(vocab.PRODUCT_TYPES, self.clicks.product[v.click]),
+            "provider": fragments(flat_providers, self._provider_index()[v.click]),
+        }
 
 
 def _search_tail(s: Searches) -> tuple[list[str], np.ndarray]:
