@@ -75,8 +75,8 @@ def test_triggers_chain_the_stages(by_name: dict[str, dict], name: str) -> None:
     assert trigger.posture == "Reactive" and trigger.threshold == 1
     assert "searchflow.batch.*" in str(trigger.match)
     params = spec.get("parameters") or {}
-    if "batch_id" in params:  # a single placeholder keeps the payload's JSON type
-        assert params["batch_id"] == "{{ event.payload.batch_id }}"
+    if "parent_batch_id" in params:  # a single placeholder keeps the payload's JSON type
+        assert params["parent_batch_id"] == "{{ event.payload.batch_id }}"
     assert UPSTREAM[name] in EXPECTED
 
 
