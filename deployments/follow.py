@@ -36,7 +36,7 @@ UPSTREAM: dict[str, str] = {
 }
 STAGE_OF = dict((d, s) for s, d in CHAIN)
 # Which payload count is "rows" for a stage: the numeric fields of each stage's summary that
-# flows.common.gate_and_signal puts on its event (generation: events generated; ingestion: rows
+# flows.common.run_and_signal puts on its event (generation: events generated; ingestion: rows
 # landed; sync: mart rows read). dbt reports nodes, not rows: the transformation shows its nodes.
 ROW_KEYS: dict[str, str] = {
     "generation": "events",

@@ -23,7 +23,6 @@ __all__ = [
     "current_flow_run_id",
     "emit_stage_event",
     "event_name",
-    "gate_and_signal",
     "RETRIES",
     "retry_unless_user_error",
     "run_and_signal",
@@ -159,35 +158,3 @@ def emit_stage_event(stage: str, outcome: str, batch_id: str, payload: Mapping[s
         },
         payload=flat_payload({"batch_id": batch_id, **payload}),
     )
-
-
-def gate_and_signal(
-    stage: str,
-    settings: Any,
-    summary: Mapping[str, Any],
-    data: Any = None,
-    labels: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run the stage's quality gate and emit the event that chains (or stops) the next stage.
-
-    Pass: ``searchflow.<stage>.validated`` with the batch id and counts. Fail or error: the
-    ``searchflow.<stage>.failed`` event names the expectations, and the GateFailed propagates so the
-    flow run fails and nothing downstream runs on the batch. ``labels`` are string fields added to
-    the payload for the next stage's trigger (e.g. the generation's sink, which ingestion reads).
-    """
-    from flows.reports import publish_gate_artifact
-    from searchflow.errors import GateFailed
-    from searchflow.quality import gate
-
-    batch_id = str(summary.get("batch_id", ""))
-    counts = {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "batch_id"}
-    counts.update(labels or {})
-    try:
-        outcome = gate(stage, settings, summary, data=data)
-    except GateFailed as exc:
-        publish_gate_artifact(getattr(exc, "outcome", None))
-        emit_stage_event(stage, "failed", batch_id, {**counts, "reason": str(exc)})
-        raise
-    publish_gate_artifact(outcome)
-    emit_stage_event(stage, "validated", batch_id, counts)
-    return outcome
