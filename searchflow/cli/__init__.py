@@ -61,11 +61,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "dashboard",
         "Serve the dashboards over the published marts.",
     ),
-    "dashboard": (
-        "searchflow.cli.dashboard",
-        "dashboard",
-        "Serve the dashboards over the published marts.",
-    ),
     "services": (
         "searchflow.cli.services",
         "services",
