@@ -4,12 +4,24 @@ A process worker polls every 10 s by default; with ``PREFECT_WORKER_QUERY_SECOND
 (event emitted -> next flow running) costs about the time a fresh Python process needs to import
 Prefect and the flow. Flow runs inherit the worker's environment, so the SearchFlow settings given
 here (resolved Postgres/Redis URLs, SEARCHFLOW_HOME) reach every stage of the chain.
+
+Stopping. Prefect's process worker stops within seconds of a SIGTERM, but the flow runs it started
+are killed without a word: their runs stay Running in the UI (until the crash-detection automation
+marks them Crashed) and nothing runs them again. So the worker runs under a small supervisor
+(``python -m deployments.worker``, :func:`main`): on SIGTERM it notes the flow runs in progress (each
+flow-run process carries its run id in its environment), stops the worker and those processes, and
+hands each unfinished run back: ``AwaitingRetry``, which the next worker picks up. The stages are
+idempotent, so a run that starts again loses and doubles nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from contextlib import suppress
@@ -17,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployments import DEFAULT_POOL, PROJECT_DIR
+from deployments.resilience import FLOW_RUN_ENV
 from deployments.server import prefect_command, stop_process_group
 from searchflow.errors import ServiceUnavailable
 
@@ -35,8 +48,8 @@ def worker_env(
     env.update(QUICK_PICKUP)
     env.update(
         {
+            **FLOW_RUN_ENV,
             "PREFECT_API_URL": api_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "SEARCHFLOW_PROJECT_DIR": str(PROJECT_DIR),
         }
     )
@@ -44,9 +57,15 @@ def worker_env(
     return env
 
 
+HAND_BACK_MESSAGE = "handed back: its worker stopped before the run ended; the next worker runs it"
+# How long the supervisor gives the worker (and then the flow runs) to stop before killing them.
+STOP_SECONDS = 10.0
+
+
 @dataclass
 class Worker:
-    """A running ``prefect worker start`` process (its own process group)."""
+    """A running worker: the supervisor (:func:`main`) and its ``prefect worker start`` child, in
+    a process group of their own."""
 
     name: str
     pool: str
@@ -59,11 +78,16 @@ class Worker:
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the worker and the flow-run processes it started.
 
-        Prefect starts each flow-run process in a session of its own, so stopping the worker's
-        group is not enough when a run is still going (a failed or timed-out chain): the flow-run
-        processes are found first, as the worker's descendants, and stopped after it.
+        SIGTERM to the supervisor alone first: it hands the unfinished runs back. Prefect starts
+        each flow-run process in a session of its own, so whatever is still alive afterwards is
+        found as the worker's descendants and stopped too.
         """
         children = descendants(self.process.pid)
+        if self.process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
         stop_process_group(self.process, timeout)
         stop_pids(children, timeout)
 
@@ -97,7 +121,6 @@ def descendants(pid: int) -> list[int]:
 
 def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
     """SIGTERM each process (and its group when it leads one) still alive, then SIGKILL."""
-    import signal
 
     def alive(pid: int) -> bool:
         try:
@@ -141,7 +164,7 @@ def start_worker(
     log_path = log_dir / f"worker-{name}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            prefect_command("worker", "start", "--pool", pool, "--name", name, "--type", "process"),
+            [sys.executable, "-m", "deployments.worker", "--pool", pool, "--name", name],
             env=worker_env(api_url, settings_env),
             cwd=PROJECT_DIR,
             stdout=log,
@@ -160,15 +183,20 @@ def start_worker(
 
 def wait_worker_ready(api_url: str, worker: Worker, timeout: float) -> None:
     """Poll the API until the worker appears in its pool (first heartbeat)."""
-    import asyncio
-
     from deployments.prepare import api
 
     async def seen() -> bool:
         from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
         async with get_client() as client:
-            workers = await client.read_workers_for_work_pool(worker.pool)
+            try:
+                workers = await client.read_workers_for_work_pool(worker.pool)
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                # a worker creates a missing pool when it starts: not there yet
+                if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
+                    raise
+                return False
         return any(w.name == worker.name for w in workers)
 
     deadline = time.monotonic() + timeout
@@ -185,3 +213,88 @@ def wait_worker_ready(api_url: str, worker: Worker, timeout: float) -> None:
     raise ServiceUnavailable(
         f"the Prefect worker did not check in within {timeout:.0f} s; see {worker.log_path}"
     )
+
+
+def flow_run_ids(pids: list[int]) -> dict[int, str]:
+    """The flow run each process runs, from ``PREFECT__FLOW_RUN_ID`` in its environment."""
+    out: dict[int, str] = {}
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"PREFECT__FLOW_RUN_ID="):
+                out[pid] = item.partition(b"=")[2].decode()
+    return out
+
+
+async def hand_back(flow_run_ids: list[str], message: str = HAND_BACK_MESSAGE) -> list[str]:
+    """Put every run that has not ended by itself back in line (``AwaitingRetry``, which a worker
+    picks up again); a run that completed, failed or was cancelled meanwhile is left alone.
+    Returns the ids handed back."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import AwaitingRetry
+
+    unfinished = {StateType.RUNNING, StateType.PENDING, StateType.CRASHED, StateType.CANCELLING}
+    handed: list[str] = []
+    async with get_client() as client:
+        for run_id in dict.fromkeys(flow_run_ids):
+            run = await client.read_flow_run(run_id)
+            if run.state is None or run.state.type not in unfinished:
+                continue
+            await client.set_flow_run_state(run_id, AwaitingRetry(message=message), force=True)
+            handed.append(run_id)
+    return handed
+
+
+def supervise(command: list[str], stop_seconds: float = STOP_SECONDS) -> int:
+    """Run the worker ``command``; on SIGTERM or SIGINT stop it and hand its runs back."""
+    stopping: list[int] = []
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while child.poll() is None and not stopping:
+        time.sleep(0.2)
+    if not stopping:
+        return child.returncode
+    runs = descendants(child.pid)
+    ids = flow_run_ids(runs)
+    with suppress(ProcessLookupError):
+        child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(stop_seconds)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    stop_pids(runs, stop_seconds)
+    if ids:
+        try:
+            handed = asyncio.run(hand_back(list(ids.values())))
+        except Exception as exc:  # the API is away: the crash detector marks them instead
+            print(f"could not hand back {len(ids)} run(s): {exc}", file=sys.stderr, flush=True)
+        else:
+            print(f"handed back {len(handed)} run(s): {', '.join(handed)}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deployments.worker --pool P --name N``: a process worker under supervision."""
+    parser = argparse.ArgumentParser(prog="python -m deployments.worker", description=main.__doc__)
+    parser.add_argument("--pool", default=DEFAULT_POOL)
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args(argv)
+    return supervise(
+        prefect_command(
+            "worker", "start", "--pool", args.pool, "--name", args.name, "--type", "process"
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
