@@ -22,6 +22,8 @@ pytestmark = [
     pytest.mark.skipif(browser.unavailable() is not None, reason=str(browser.unavailable())),
 ]
 
+RELOAD_PAUSE_MS = 1000  # a reader that reloads every second, without taking every core
+
 TITLES = {
     "Executive overview",
     "Search funnel",
@@ -81,12 +83,12 @@ def _searchflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_pipeline_runs_while_a_browser_keeps_reloading(
-    snapshot_home: Path, tmp_path: Path, service_settings
+    snapshot_home: Path, service_settings
 ) -> None:
     """The dashboards read only the published snapshot, so a browser reloading a page the whole
     time never blocks the one-writer warehouse: ingestion and transformation both succeed."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home = service_settings.home_path
+    home.mkdir(parents=True, exist_ok=True)
     # start from a published snapshot, so the page has data from the first reload on
     shutil.copytree(snapshot_home / "published", home / "published")
     env = {
@@ -109,6 +111,7 @@ def test_pipeline_runs_while_a_browser_keeps_reloading(
             with browser.browser() as page:
                 while not stop.is_set():
                     loads.append(browser.read(page, f"{url}/funnel"))
+                    page.wait_for_timeout(RELOAD_PAUSE_MS)
         except BaseException as exc:  # reported by the test below
             problems.append(exc)
 
