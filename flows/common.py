@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from searchflow.contract import STAGES, WAREHOUSE_LIMIT, event_name
+from searchflow.contract import STAGES, WAREHOUSE_LEASE_SECONDS, WAREHOUSE_LIMIT, event_name
 from searchflow.errors import GateFailed, SearchflowError
 
 __all__ = [
@@ -33,10 +33,15 @@ __all__ = [
 
 @contextmanager
 def warehouse_slot(strict: bool = True) -> Iterator[None]:
-    """Hold the one global slot that guards the DuckDB file for the duration of the block."""
+    """Hold the one global slot that guards the DuckDB file for the duration of the block.
+
+    The slot's lease is short and renewed while the holder lives, so the slot of a killed holder
+    frees within the lease instead of blocking every later stage."""
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=strict):
+    with concurrency(
+        WAREHOUSE_LIMIT, occupy=1, strict=strict, lease_duration=WAREHOUSE_LEASE_SECONDS
+    ):
         yield
 
 
