@@ -18,7 +18,6 @@ folder. A live batch is released in bulk: its lines keep the timestamps they wer
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import pyarrow as pa
 
 from generator.batch import GeneratedBatch
 from generator.faults import Emission
-from generator.sinks import check_sink, default_out, jsonl_path, write, write_jsonl
+from generator.sinks import check_sink, default_out, jsonl_path, write, write_jsonl, write_whole
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
@@ -58,7 +57,7 @@ def write_held(
     where = held_path(settings, batch.batch_id)
     (where / MANIFEST).unlink(missing_ok=True)  # held again: incomplete until the manifest is
     write_jsonl(batch, where)
-    _write_atomic(where / META, _ipc_bytes(batch.meta))
+    write_whole(where / META, _ipc_bytes(batch.meta))
     manifest = {
         "batch_id": batch.batch_id,
         "sink": sink,
@@ -67,7 +66,7 @@ def write_held(
         "config": batch.config.canonical(),
         "held_at": datetime.now(UTC).isoformat(),
     }
-    _write_atomic(where / MANIFEST, json.dumps(manifest, indent=2).encode())
+    write_whole(where / MANIFEST, json.dumps(manifest, indent=2).encode())
     return where
 
 
@@ -180,12 +179,6 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes | pa.Buffer) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _target(settings: Settings, sink: str, out: Path | str | None) -> str | None:

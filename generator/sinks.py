@@ -185,8 +185,9 @@ def remove_stale_tmp(out: Path) -> int:
     return removed
 
 
-def _write_whole(path: Path, data: memoryview) -> None:
-    """Write ``data`` to a locked temporary file beside ``path``, then rename it into place."""
+def write_whole(path: Path, data: memoryview | bytes | pa.Buffer) -> None:
+    """Write ``data`` to a locked temporary file beside ``path``, then rename it into place; a
+    full disk or another write error is one line, and the temporary file does not stay."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -217,7 +218,7 @@ def write_jsonl(batch: Lines, out: Path) -> dict[str, Any]:
     files = {}
     for event_type in EVENT_TYPES:
         path = jsonl_path(out, event_type, batch.batch_id)
-        _write_whole(path, to_text_buffer(batch.lines(event_type)))
+        write_whole(path, to_text_buffer(batch.lines(event_type)))
         files[event_type] = str(path)
     result: dict[str, Any] = {"out": str(out), "files": files}
     if stale:
