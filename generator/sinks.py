@@ -198,14 +198,17 @@ def write_whole(path: Path, data: memoryview | bytes | pa.Buffer) -> None:
     except OSError as exc:
         with suppress(OSError):
             tmp.unlink()
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise SearchflowError(
-                f"no space left in {path.parent} for {len(data):,} bytes of events; "
-                "free some space or pass --out a folder on another disk"
-            ) from None
-        raise SearchflowError(
-            f"writing {path} failed ({exc.strerror or exc}); check the folder and retry"
-        ) from None
+        raise _write_failed(path, len(data), exc) from None
+
+
+def _write_failed(path: Path, size: int, exc: OSError) -> SearchflowError:
+    """One line for a failed file write: a full disk names the folder and the bytes it needed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SearchflowError(
+            f"no space left in {path.parent} for {size:,} bytes of events; "
+            "free some space or pass --out a folder on another disk"
+        )
+    return SearchflowError(f"writing {path} failed ({exc.strerror or exc}); check the folder")
 
 
 # --- bulk -------------------------------------------------------------------------------------
@@ -277,8 +280,12 @@ class JsonlAppender:
         for event_type in EVENT_TYPES:
             lines = rows.filter(pc.equal(rows["stream"], event_type))["line"].combine_chunks()
             if len(lines):
-                self.files[event_type].write(to_text_buffer(lines))
-                self.files[event_type].flush()
+                data = to_text_buffer(lines)
+                try:
+                    self.files[event_type].write(data)
+                    self.files[event_type].flush()
+                except OSError as exc:
+                    raise _write_failed(Path(self.files[event_type].name), len(data), exc) from None
 
     def commit(self) -> None:
         pass

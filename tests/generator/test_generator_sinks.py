@@ -161,3 +161,30 @@ def test_redis_refusing_the_entries_is_one_line(service_settings, redis_url):
         SearchflowError, match=r"refused [0-9,]+ of [0-9,]+ entries for events:click"
     ):
         write(batch, "redis", service_settings)
+
+
+def test_a_full_disk_in_live_mode_is_one_line(tmp_path):
+    import errno
+
+    from generator.sinks import JsonlAppender
+    from searchflow.errors import SearchflowError
+
+    class FullDisk:
+        name = str(tmp_path / "search" / "gen-x.jsonl")
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    appender = JsonlAppender(tmp_path, "gen-x")
+    appender.files["search"].close()
+    appender.files["search"] = FullDisk()
+    rows = generate(GeneratorConfig(events=60, seed=1)).emitted
+    with pytest.raises(SearchflowError, match=r"no space left in .*/search for [0-9,]+ bytes"):
+        appender.write(rows)
+    appender.close()
