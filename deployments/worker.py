@@ -33,10 +33,12 @@ from deployments.resilience import FLOW_RUN_ENV
 from deployments.server import prefect_command, stop_process_group
 from searchflow.errors import ServiceUnavailable
 
+# The worker's own heartbeat stays at Prefect's default: each one is a write to the server's
+# database, and on SQLite frequent ones collide with the event writes ("database is locked" in the
+# server log). Polling does not write, so it can be quick.
 QUICK_PICKUP = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",
     "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-    "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
 }
 
 
