@@ -1,0 +1,46 @@
+"""The fault settings every flow run gets are real Prefect settings with the intended values, and
+the crash detector is the automation Prefect documents (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.resilience import (
+    CRASH_AFTER_SECONDS,
+    FLOW_RUN_ENV,
+    HEARTBEAT_SECONDS,
+    client_retry_seconds,
+    crash_automation,
+)
+
+
+def test_flow_run_env_names_prefect_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renamed setting would be ignored silently: read them back through Prefect's own model."""
+    from prefect.settings.models.root import Settings
+
+    for key, value in FLOW_RUN_ENV.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.flows.heartbeat_frequency == HEARTBEAT_SECONDS
+    assert settings.client.max_retries == int(FLOW_RUN_ENV["PREFECT_CLIENT_MAX_RETRIES"])
+    assert settings.client.retry_jitter_factor == 0.2
+    assert settings.api.request_timeout == 30
+    assert settings.server.analytics_enabled is False
+
+
+def test_client_retries_outlast_a_server_restart() -> None:
+    # a restarted server is away for a while, then slow to answer /api/health on a busy machine
+    assert 90 <= client_retry_seconds() <= 180
+    assert client_retry_seconds(5) == 62
+
+
+def test_crash_detector_waits_for_missed_heartbeats() -> None:
+    automation = crash_automation()
+    trigger = automation.trigger
+    assert trigger.posture == "Proactive"
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= trigger.expect
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert trigger.within.total_seconds() == CRASH_AFTER_SECONDS >= 2 * HEARTBEAT_SECONDS
+    (action,) = automation.actions
+    assert action.type == "change-flow-run-state" and action.state.value == "CRASHED"
