@@ -87,12 +87,13 @@ SYNCS: tuple[SyncSpec, ...] = (
 )
 SYNC_NAMES: tuple[str, ...] = tuple(spec.name for spec in SYNCS)
 RECO_KEY_PREFIX = "reco:"  # the default; SEARCHFLOW_RECO_PREFIX overrides it
-RECO_OWNED_PREFIX = "searchflow:owned:"  # + the key prefix: the set of keys the sync wrote
+RECO_OWNED_PREFIX = "searchflow:owned:"  # + the key prefix: the list of keys the sync wrote
 
 
-def reco_owned_set(prefix: str = RECO_KEY_PREFIX) -> str:
-    """The Redis set of the recommendation keys SearchFlow wrote under ``prefix`` (its gate samples
-    only those: other applications' keys under the same prefix are not ours to judge)."""
+def reco_owned_list(prefix: str = RECO_KEY_PREFIX) -> str:
+    """The Redis list of the recommendation keys SearchFlow wrote under ``prefix``: element 0 is
+    its state, every other element a JSON array of keys. The sync deletes only those keys and its
+    gate samples only those (other applications' keys under the same prefix are not ours)."""
     return f"{RECO_OWNED_PREFIX}{prefix}"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from searchflow.config import Settings
-from searchflow.contract import SYNC_NAMES, SYNCS, reco_owned_set
+from searchflow.contract import SYNC_NAMES, SYNCS, reco_owned_list
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
 
@@ -305,13 +305,30 @@ def sync(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
     )
 
 
+def owned_sample(client: Any, owned: str, size: int) -> list[bytes]:
+    """Up to ``size`` keys drawn at random from the sync's list of the keys it wrote.
+
+    The list (:func:`searchflow.contract.reco_owned_list`) holds its state in element 0 and JSON
+    arrays of keys after it; a few random arrays are read, enough for the sample.
+    """
+    import json
+    import random
+
+    chunks = max(0, int(client.llen(owned)) - 1)
+    keys: list[str] = []
+    for index in random.sample(range(1, chunks + 1), chunks):
+        keys.extend(json.loads(client.lindex(owned, index) or b"[]"))
+        if len(keys) >= size:
+            break
+    return sorted(k.encode() for k in random.sample(keys, min(size, len(keys))))
+
+
 def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
     """Up to ``size`` recommendation keys with their TTL and the shape of their JSON, as a frame.
 
-    The sample is drawn (``SRANDMEMBER``) from the set of keys the sync wrote
-    (:func:`searchflow.contract.reco_owned_set`), so another application's keys under the same
-    prefix are never judged; an owned key that has since vanished shows as no TTL and no JSON.
-    TTL and GET go in one pipeline.
+    The sample is drawn from the keys the sync wrote (:func:`owned_sample`), so another
+    application's keys under the same prefix are never judged; an owned key that has since
+    vanished shows as no TTL and no JSON. TTL and GET go in one pipeline.
     """
     import json
 
@@ -319,8 +336,7 @@ def redis_sample(settings: Settings, size: int) -> pd.DataFrame:
 
     client = services.redis_client(settings)
     try:
-        owned = reco_owned_set(settings.reco_prefix)
-        keys: list[bytes] = sorted(client.srandmember(owned, size) or [])
+        keys = owned_sample(client, reco_owned_list(settings.reco_prefix), size)
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.ttl(key)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from searchflow.config import Settings
-from searchflow.contract import reco_owned_set
+from searchflow.contract import reco_owned_list
 from searchflow.errors import GateFailed
 from searchflow.quality import gate
 from searchflow.quality.history import latest
@@ -303,16 +303,18 @@ def test_sync_recommendations_samples_redis(service_settings: Settings, redis_ur
     body = json.dumps(
         {"destinations": ["Paris", "Rome"], "score": 0.85, "generated_at": "2025-01-02"}
     )
-    owned = reco_owned_set(service_settings.reco_prefix)
+    owned = reco_owned_list(service_settings.reco_prefix)
+    client.rpush(owned, "done:x")  # the list's state, then JSON arrays of the keys (as the sync)
     for i in range(20):
         client.set(f"reco:u{i}", body, ex=86400)
-        client.sadd(owned, f"reco:u{i}")
+    client.rpush(owned, json.dumps([f"reco:u{i}" for i in range(12)]))
+    client.rpush(owned, json.dumps([f"reco:u{i}" for i in range(12, 20)]))
     client.set("reco:other-app", "not ours, no TTL")  # under the prefix, not written by the sync
     outcome = gate("sync", service_settings, {"batch_id": "r-1", "sync": "recommendations"})
     assert outcome["status"] == "passed" and outcome["counts"]["sampled"] == 20
     client.set("reco:u99", body)  # no TTL
     client.set("reco:u98", "not json", ex=60)
-    client.sadd(owned, "reco:u99", "reco:u98")
+    client.rpush(owned, json.dumps(["reco:u99", "reco:u98"]))
     with pytest.raises(GateFailed) as err:
         gate("sync", service_settings, {"batch_id": "r-2", "sync": "recommendations"})
     message = str(err.value)
