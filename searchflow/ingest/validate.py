@@ -95,6 +95,11 @@ def _v(name: str) -> str:
     return f"v_{name}"
 
 
+def _number(value: float) -> str:
+    """A bound as a person writes it: 2147483648, 1e+16."""
+    return str(int(value)) if value < 1e15 and float(value).is_integer() else f"{value:g}"
+
+
 def _verdict(reason: str, detail: str) -> str:
     return f"{_q(reason)} || {SEP} || {detail}"
 
@@ -125,7 +130,7 @@ def _out_of_bounds_sql(event_type: str) -> list[str]:
         detail = (
             f"{_q(name + ' ')} || CASE WHEN isnan({v}) THEN 'NaN is not a number' "
             f"WHEN {v} < {low} THEN {v} || {_q(f' below {low:g}')} "
-            f"ELSE {v} || {_q(f' not below {limit:g}')} END"
+            f"ELSE {v} || {_q(f' not below {_number(limit)}')} END"
         )
         branches.append(
             f"WHEN NOT ({v} >= {low} AND {v} < {limit}) THEN {_verdict('impossible_value', detail)}"
@@ -204,7 +209,9 @@ def _parse_sql(input_relation: str) -> str:
     """``objects``: each line's payload, when it is a JSON object without a trailing comma.
 
     A line the reader already refused (``problem``) is not parsed. The trailing-comma test runs
-    its exact form (string literals blanked out) only on the lines its plain pattern matches.
+    its exact form (string literals blanked out) only on the lines its plain pattern matches: a
+    CASE, so DuckDB evaluates the costly branch on those rows alone, on the line's text (not the
+    JSON value, which would be cast back to text).
     """
     return f"""
     cast_ AS (
@@ -213,9 +220,10 @@ def _parse_sql(input_relation: str) -> str:
         FROM {input_relation}
     ), commas AS (
         SELECT *,
-               coalesce(regexp_matches(j, '{TRAILING_COMMA}')
-                        AND regexp_matches(regexp_replace(j, '{STRING_LITERAL}', '""', 'g'),
-                                           '{TRAILING_COMMA}'), false) AS trailing_comma
+               CASE WHEN j IS NOT NULL AND regexp_matches(raw_text, '{TRAILING_COMMA}')
+                    THEN regexp_matches(regexp_replace(raw_text, '{STRING_LITERAL}', '""', 'g'),
+                                        '{TRAILING_COMMA}')
+                    ELSE false END AS trailing_comma
         FROM cast_
     ), objects AS (
         -- a JSON object: valid JSON whose first non-blank character is a brace
