@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployments import DEFAULT_POOL, PROJECT_DIR
+from deployments.logs import write_logging_config
 from deployments.resilience import FLOW_RUN_ENV
 from deployments.server import prefect_command, stop_process_group
 from searchflow.errors import ServiceUnavailable
@@ -164,10 +165,13 @@ def start_worker(
     name = name or f"searchflow-{os.getpid()}-{int(time.time())}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"worker-{name}.log"
+    env = worker_env(api_url, settings_env)
+    # every flow run's logs also go to a file under the data folder (deployments.logs)
+    env["PREFECT_LOGGING_SETTINGS_PATH"] = str(write_logging_config(log_dir))
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "deployments.worker", "--pool", pool, "--name", name],
-            env=worker_env(api_url, settings_env),
+            env=env,
             cwd=PROJECT_DIR,
             stdout=log,
             stderr=subprocess.STDOUT,

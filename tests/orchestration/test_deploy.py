@@ -54,10 +54,7 @@ def test_deploy_is_idempotent(prefect_server, prepared) -> None:
         assert deployment.work_pool_name == DEFAULT_POOL
         assert deployment.global_concurrency_limit.limit == 1
         assert all(not s.active for s in deployment.schedules)
-        assert deployment.pull_steps == [
-            {"deployments.steps.set_project_directory": {}},
-            {"deployments.steps.log_to_file": {}},
-        ]
+        assert deployment.pull_steps == [{"deployments.steps.set_project_directory": {}}]
         assert deployment.job_variables["stream_output"] is False
 
 
