@@ -5,7 +5,7 @@ The seed documents' approach (the design the project grew from): read the mart w
 for the CRM table, and one ``SET reco:{id} <json> EX 86400`` per key, each its own round trip, for
 Redis. Ours: read to Arrow, diff against the destination's values (Postgres COPY TO / Redis bulk
 MGET) in DuckDB, then write only new and changed rows (one COPY; RESP bulk SET, each key claimed in
-the sync's owned-keys set) and refresh TTLs with bulk PEXPIREAT.
+the sync's owned-keys list) and refresh TTLs with bulk PEXPIREAT.
 
 Both sides run in one process on the same marts at the same size. Our figure is the median of
 ``REPEAT`` runs (the destination reset, untimed, before each fresh one). The seed's read (fetchall of

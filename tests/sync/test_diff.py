@@ -126,25 +126,39 @@ def test_keys_of_other_applications_are_left_alone(service_settings, build_marts
     assert rds.get("other:app") == b"keep" and rds.xlen("events") == 1
     assert {k: v.decode() for k, v in zip(theirs, rds.mget(list(theirs)), strict=True)} == theirs
     assert run_reconcile(service_settings, "recommendations")["in_sync"]
-    assert rds.smembers(redis_sync.owned_set()) == {f"reco:user_{i}".encode() for i in range(4)}
+    owned = redis_sync.owned_keys(rds).to_pylist()
+    assert sorted(owned) == [f"reco:user_{i}" for i in range(4)]
 
 
-def test_an_unchanged_sync_reads_no_owned_members(service_settings, build_marts, rds, monkeypatch):
+def test_an_unchanged_sync_claims_nothing_and_reads_no_owned_keys(
+    service_settings, build_marts, rds, monkeypatch
+):
     build_marts(recos=[reco_row(i) for i in range(5)])
     run_sync(service_settings, "recommendations")
     calls: list[str] = []
-    original = redis_sync._owned_members
+    for name in ("owned_keys", "_replace_owned"):
+        original = getattr(redis_sync, name)
 
-    def spy(*args, **kwargs):
-        calls.append("smembers")
-        return original(*args, **kwargs)
+        def spy(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
 
-    monkeypatch.setattr(redis_sync, "_owned_members", spy)
+        monkeypatch.setattr(redis_sync, name, spy)
     assert run_sync(service_settings, "recommendations")["unchanged"] == 5
-    assert calls == []  # the owned set holds exactly the mart's keys: nothing to delete
+    assert calls == []  # the owned list holds exactly the mart's keys (its state says so)
     build_marts(recos=[reco_row(i) for i in range(3)])
     report = run_sync(service_settings, "recommendations")
-    assert (report["deleted"], report["unchanged"]) == (2, 3) and calls == ["smembers"]
+    assert (report["deleted"], report["unchanged"]) == (2, 3)
+    assert calls == ["owned_keys", "_replace_owned", "_replace_owned"]  # read, claim, settle
+    calls.clear()
+    assert run_sync(service_settings, "recommendations")["unchanged"] == 3 and calls == []
+    # A crash between the claim and the end of a run leaves the list claiming, with a key the
+    # mart no longer has: the next run reads the list and deletes it.
+    rds.delete(redis_sync.owned_list())
+    rds.rpush(redis_sync.owned_list(), "claiming", json.dumps(["reco:user_4", "reco:user_0"]))
+    rds.set("reco:user_4", "ours, left behind")
+    assert run_sync(service_settings, "recommendations")["deleted"] == 1
+    assert rds.get("reco:user_4") is None
 
 
 def test_an_expired_owned_key_leaves_the_set_without_counting_as_deleted(
@@ -157,7 +171,7 @@ def test_an_expired_owned_key_leaves_the_set_without_counting_as_deleted(
     assert run_reconcile(service_settings, "recommendations")["extra"] == 0
     report = run_sync(service_settings, "recommendations")
     assert (report["deleted"], report["unchanged"]) == (0, 2)
-    assert rds.scard(redis_sync.owned_set()) == 2
+    assert sorted(redis_sync.owned_keys(rds).to_pylist()) == ["reco:user_0", "reco:user_1"]
 
 
 def test_the_key_prefix_is_configurable(service_settings, build_marts, rds):
@@ -168,7 +182,9 @@ def test_the_key_prefix_is_configurable(service_settings, build_marts, rds):
     assert report["inserted"] == 3 and report["destination"] == "redis sf:reco:{user_id}"
     assert json.loads(rds.get("sf:reco:user_1"))["destinations"]
     assert rds.get("reco:user_0") == b"another application's"
-    assert rds.scard(redis_sync.owned_set("sf:reco:")) == 3
+    assert len(redis_sync.owned_keys(rds, "sf:reco:")) == 3 and not rds.exists(
+        "searchflow:owned:reco:"
+    )
     assert run_reconcile(settings, "recommendations")["in_sync"]
 
 

@@ -138,9 +138,9 @@ def test_recommendations_run_as_a_least_privilege_redis_user(
     admin = redis.Redis.from_url(service_settings.redis_url)
     user, password = f"sf_sync_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin.execute_command(
-        "ACL", "SETUSER", user, "on", f">{password}", "~reco:*", "~searchflow:owned:*",
+        "ACL", "SETUSER", user, "on", f">{password}", "~reco:*", "~searchflow:owned*",
         "+mget", "+set", "+pexpireat", "+unlink", "+exists", "+dbsize", "+ping", "+select",
-        "+sadd", "+srem", "+scard", "+smembers",
+        "+lindex", "+lrange", "+rpush", "+rename", "+del",
     )  # fmt: skip
     try:
         netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 6379}"
@@ -152,7 +152,7 @@ def test_recommendations_run_as_a_least_privilege_redis_user(
         assert run_sync(settings, "recommendations")["inserted"] == 40
         assert run_sync(settings, "recommendations")["unchanged"] == 40
         assert run_reconcile(settings, "recommendations")["in_sync"]
-        build_marts(recos=[reco_row(i) for i in range(30)])  # deletes go through the owned set
+        build_marts(recos=[reco_row(i) for i in range(30)])  # deletes go through the owned list
         assert run_sync(settings, "recommendations", dry_run=True)["deleted"] == 10
         assert run_sync(settings, "recommendations")["deleted"] == 10
         assert run_reconcile(settings, "recommendations")["in_sync"]
