@@ -17,7 +17,8 @@ What each stage holds back:
 
 The warehouse is opened briefly for each ledger change and closed before the gate runs (the gate
 opens the file itself). ``warehouse_guard`` lets a served flow hold its warehouse slot around
-those opens.
+every open, the gates' reads included: DuckDB lets no process read the file while another writes
+it, and the syncs run side by side.
 """
 
 from __future__ import annotations
@@ -350,7 +351,8 @@ def gated_transform(
             counts=_counts(summary),
             flow_run_id=flow_run_id,
         )
-    outcome, failure = audit("transformation", settings, summary)
+    with warehouse_guard():  # the gate reads the candidate from the file
+        outcome, failure = audit("transformation", settings, summary)
     if failure is None and not summary.get("complete", True):
         outcome = {
             **outcome,
@@ -467,7 +469,8 @@ def gated_sync(
             counts=_counts(report),
             flow_run_id=flow_run_id,
         )
-    outcome, failure = audit("sync", settings, summary)
+    with warehouse_guard():  # the gate counts the mart's rows in the file
+        outcome, failure = audit("sync", settings, summary)
     return _verdict(settings, "sync", summary, outcome, failure, warehouse_guard, on_gate=on_gate)
 
 
