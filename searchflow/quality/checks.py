@@ -28,14 +28,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from searchflow.events import EVENT_TYPES
+from searchflow.events import EVENT_TYPES, LIMITS, MINIMUMS
 
 REQUIRED = {
     "search": ("event_id", "timestamp", "session_id", "query", "destination", "platform", "device_type"),
     "click": ("event_id", "timestamp", "session_id", "search_event_id"),
     "conversion": ("event_id", "timestamp", "session_id", "click_event_id"),
 }  # fmt: skip
-AMOUNT = {"search": "results_count", "click": "result_price", "conversion": "booking_value"}
+# The numbers of each type and the range a well-formed value lies in (inclusive minimum,
+# exclusive limit: what the typed models can hold), from the event contract.
+BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    t: {f: (low, LIMITS[t][f]) for f, low in MINIMUMS[t].items()} for t in EVENT_TYPES
+}
 PARENT = {"click": ("search_event_id", "search"), "conversion": ("click_event_id", "click")}
 HAS_PARENT = {"click": "has_search", "conversion": "has_click"}
 
@@ -101,6 +105,18 @@ def _duplicated(ids: Any) -> Any:
     counts = pc.value_counts(ids)
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     return _false(pc.is_in(ids, value_set=repeated))
+
+
+def _out_of_bounds(table: pa.Table, bounds: Mapping[str, tuple[float, float]]) -> Any:
+    """Rows with a number below its minimum, at or above its limit, or NaN (nulls are not)."""
+    mask = None
+    for column, (low, high) in bounds.items():
+        values = table[column]
+        bad = pc.or_(pc.less(values, low), pc.greater_equal(values, high))
+        if pa.types.is_floating(values.type):
+            bad = pc.or_(bad, pc.is_nan(values))
+        mask = bad if mask is None else pc.or_(mask, bad)
+    return _false(mask)
 
 
 def _take(table: pa.Table, mask_of: Callable[[], Any]) -> Selector:
@@ -171,8 +187,8 @@ def _id_rule_counts(tables: Mapping[str, pa.Table]) -> dict[str, int]:
 
 
 def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
-    """Counts per event type: duplicate ids, missing required fields, wrong event type, negative
-    amounts; orphan shares of clicks and conversions; the batch's click-through and conversion rates.
+    """Counts per event type: duplicate ids, missing required fields, wrong event type, numbers
+    out of their bounds; orphan shares of clicks and conversions; the batch's click-through and conversion rates.
     """
     rules = RuleSet()
     n = {t: tables[t].num_rows for t in EVENT_TYPES}
@@ -216,15 +232,15 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
             f"event_type is not {t}",
             lambda table=table, t=t: pc.fill_null(pc.not_equal(table["event_type"], t), True),
         )
-        amount = AMOUNT[t]
+        bounds = BOUNDS[t]
         _rule(
             rules,
             t,
             table,
-            "negative_amounts",
-            (amount,),
-            f"{amount} < 0",
-            lambda table=table, amount=amount: _false(pc.less(table[amount], 0)),
+            "out_of_bounds",
+            tuple(bounds),
+            " or ".join(f"{f} outside [{lo:g}, {hi:g})" for f, (lo, hi) in bounds.items()),
+            lambda table=table, bounds=bounds: _out_of_bounds(table, bounds),
         )
         if t in PARENT:
             column, parent = PARENT[t]

@@ -115,6 +115,28 @@ def test_generation_fails_on_duplicate_ids_and_quarantines_them(settings: Settin
     assert json.loads(rows["row"][0])["event_id"] == "s0"
 
 
+def test_generation_fails_on_numbers_out_of_their_bounds(settings: Settings) -> None:
+    frames = _frames()
+    frames["conversion"].loc[[0, 1], "booking_value"] = [-5.0, 1e17]
+    frames["search"].loc[7, "page"] = 0
+    with pytest.raises(GateFailed) as err:
+        gate("generation", settings, {"batch_id": "gen-bounds"}, data=frames)
+    reasons = err.value.outcome["reasons"]
+    assert len(reasons) == 2
+    assert reasons[0].startswith(
+        "generation.batch: column_max_to_be_between(search_out_of_bounds) observed 1, expected at "
+        "most 0 (search events with results_count outside [0, 2^31) or page outside [1, 2^31)); "
+        "e.g. event_id s7"
+    ), reasons
+    assert "column_max_to_be_between(conversion_out_of_bounds) observed 2" in reasons[1]
+    assert reasons[1].endswith("e.g. event_id v0, v1")
+    rows = quarantine_rows(settings)
+    assert set(rows["reason"]) == {
+        "results_count outside [0, 2.14748e+09) or page outside [1, 2.14748e+09)",
+        "booking_value outside [0.01, 1e+16) or commission outside [0, 1e+16)",
+    }
+
+
 def test_generation_fails_when_the_click_through_rate_leaves_its_band(settings: Settings) -> None:
     frames = _frames()
     frames["click"] = frames["click"].head(3)

@@ -45,3 +45,17 @@ def test_missing_columns_leave_their_figures_out():
         "conversion_duplicate_ids": 0,
         "conversion_orphans": 0,
     }
+
+
+def test_numbers_out_of_bounds_nan_included_nulls_not():
+    import pyarrow as pa
+
+    from searchflow.quality.checks import BOUNDS, _count, _out_of_bounds
+
+    table = pa.table(
+        {
+            "booking_value": [0.01, 0.0, float("nan"), None, 1e16, 250.0],
+            "commission": [0.0, 1.0, 1.0, 1.0, 1.0, -1.0],
+        }
+    )
+    assert _count(_out_of_bounds(table, BOUNDS["conversion"])) == 4
