@@ -21,7 +21,7 @@ from searchflow.ledger import ensure_ledger
 RAW_SCHEMA = "raw"
 # A new warehouse file is written in this DuckDB's newest storage format (DuckDB defaults to the
 # v1.0 one for old readers): it stores the payloads with ZSTD and the other strings with
-# DICT_FSST, which at 1M events made the file 42% smaller and the landing faster (docs/architecture.md).
+# DICT_FSST: a much smaller file, and less to write when landing (figures: docs/architecture.md).
 # An existing file keeps the format it was created with.
 STORAGE_VERSION = "latest"
 # The first version whose format compresses strings with ZSTD.
@@ -36,7 +36,7 @@ def raw_table(event_type: str) -> str:
 # One table per event type, same columns: the id, the event time, the whole payload (new fields need
 # no migration; ZSTD-compressed where the file's format allows), and where the row came from.
 # event_id is unique per table; ingestion enforces it set-wise (anti-join) rather than through a
-# PRIMARY KEY index, which costs 3x on bulk loads.
+# PRIMARY KEY index, whose upkeep makes bulk loads several times slower.
 _EVENT_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     event_id     VARCHAR   NOT NULL,
@@ -53,7 +53,7 @@ _DEAD_LETTER_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.dead_letter_events (
     dead_letter_id VARCHAR   NOT NULL,  -- deterministic: a re-read never adds a second row
     raw_text       VARCHAR   NOT NULL,  -- exactly what was read
-    reason         VARCHAR   NOT NULL,  -- malformed class, see generator/faults.py
+    reason         VARCHAR   NOT NULL,  -- malformed class, see searchflow/events.py
     detail         VARCHAR,             -- human-readable specifics
     event_type     VARCHAR,             -- when it could be told
     source         VARCHAR   NOT NULL,
