@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from searchflow.contract import RECO_KEY_PREFIX
@@ -76,10 +76,34 @@ class Settings(BaseSettings):
         description="Served flows: seconds between retries of a stage that failed transiently.",
     )
 
-    @field_validator("postgres_url", "redis_url", mode="before")
+    # The HTTP API (searchflow serve) and its alerts; see docs/api.md.
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for POST /runs and raw dead-letter text; unset closes them.",
+    )
+    api_cors_origins: str = Field(
+        default="",
+        description="Origins allowed to call the API from a browser, comma-separated ('*' for any).",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Slack-compatible webhook the Prefect alerts post to; unset creates no alerts.",
+    )
+
+    @field_validator("postgres_url", "redis_url", "alert_webhook_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _blank_token_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """``api_cors_origins`` as a list (empty: no cross-origin browser calls)."""
+        return [o.strip() for o in self.api_cors_origins.split(",") if o.strip()]
 
     @property
     def warehouse_path(self) -> Path:

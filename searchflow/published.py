@@ -39,7 +39,16 @@ PUBLISHED_RELATIONS: tuple[str, ...] = (*MARTS, SNAPSHOT)
 KEEP_VERSIONS = 2
 
 # The ledger export and the monitoring tables derived with it, by file name.
-OPS_TABLES: tuple[str, ...] = ("batches", "publish_log", "dead_letters", "freshness")
+OPS_TABLES: tuple[str, ...] = (
+    "batches",
+    "publish_log",
+    "dead_letters",
+    "freshness",
+    "dead_letter_log",
+)
+# The newest dead letters the API lists one by one, and how much of each raw line the export keeps.
+DEAD_LETTER_LOG_ROWS = 10_000
+DEAD_LETTER_TEXT_CHARS = 65_536
 
 
 def published_root(home: Path) -> Path:
@@ -188,6 +197,17 @@ _OPS_QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
                count(*) AS dead_letters
         FROM raw.dead_letter_events
         GROUP BY ALL
+        """,
+    ),
+    "dead_letter_log": (
+        ("raw.dead_letter_events",),
+        f"""
+        SELECT dead_letter_id, reason, detail, event_type, source, source_ref, batch_id,
+               ingested_at, left(raw_text, {DEAD_LETTER_TEXT_CHARS}) AS raw_text,
+               length(raw_text) AS raw_chars
+        FROM raw.dead_letter_events
+        ORDER BY ingested_at DESC, dead_letter_id
+        LIMIT {DEAD_LETTER_LOG_ROWS}
         """,
     ),
     "freshness": (

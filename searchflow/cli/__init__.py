@@ -61,6 +61,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "dashboard",
         "Serve the dashboards over the published marts.",
     ),
+    "serve": (
+        "searchflow.cli.serve",
+        "serve",
+        "Serve the HTTP API: health, stats, ledger, users, metrics, runs.",
+    ),
     "services": (
         "searchflow.cli.services",
         "services",

@@ -1,0 +1,1 @@
+"""One router per resource; :mod:`searchflow.api.main` mounts them all."""
