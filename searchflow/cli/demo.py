@@ -9,13 +9,24 @@ from typing import Any
 
 import click
 
+from deployments.demo import DEMO_EVENTS, DEMO_USERS
 from searchflow.output import format_table, report
 
 
 def _human(summary: Mapping[str, Any]) -> str:
     from deployments.follow import format_rows
 
-    out = [format_rows(summary["runs"])]
+    out = []
+    generation = summary.get("generation") or {}
+    if generation:
+        out.append(
+            f"batch: {generation['events']:,} events, {generation['users']:,} users, seed "
+            f"{generation['seed']}, {generation['days']} days from {generation['start']}"
+        )
+    services = summary.get("services") or {}
+    if services:
+        out.append(f"Postgres: {services['postgres']}   Redis: {services['redis']}\n")
+    out.append(format_rows(summary["runs"]))
     if summary["outcome"] == "completed":
         out.append("\nevery stage completed; the downstream runs were started by their triggers")
     else:
@@ -23,24 +34,47 @@ def _human(summary: Mapping[str, Any]) -> str:
             f"\nchain {summary['outcome']} at {summary['stopped_at']}: {summary['reason']}\n"
             "nothing downstream of that stage ran"
         )
+        if summary["outcome"] == "stalled":
+            out.append(
+                "a batch that was already ingested is nothing new: run `searchflow demo` without "
+                "--seed (each run takes a new seed) or with a seed not used before"
+            )
     if summary.get("hops"):
         hops = ", ".join(f"{h['to']} {h['seconds']:.1f}s" for h in summary["hops"])
         out.append(f"trigger hops (event -> next run running): {hops}")
     out.append("\nwhere to look:")
     out.append(format_table(summary["where"]))
+    left = summary.get("left_running") or {}
+    if left:
+        out.append("\nleft running in the background (the next demo reuses them):")
+        for role, entry in left.items():
+            address = f" {entry['url']}" if entry.get("url") else ""
+            out.append(f"  {role:<10} pid {entry['pid']}{address}")
+        out.append("stop them with `make stop` or `searchflow stop`")
     return "\n".join(out)
 
 
 @click.command()
 @click.option(
     "--events",
-    default=10_000,
+    default=DEMO_EVENTS,
     show_default=True,
     type=click.IntRange(min=1),
     help="Events to generate.",
 )
 @click.option(
-    "--seed", default=42, show_default=True, type=int, help="Seed of the generated batch."
+    "--users",
+    default=DEMO_USERS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size of the simulated user pool.",
+)
+@click.option(
+    "--seed",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Seed of the generated batch [default: the one after the last demo's, so each run "
+    "brings a new batch].",
 )
 @click.option(
     "--pool", default=None, metavar="NAME", help="Process work pool (default searchflow-local)."
@@ -53,39 +87,40 @@ def _human(summary: Mapping[str, Any]) -> str:
     help="Seconds to wait for the chain to finish.",
 )
 @click.option(
-    "--serve", is_flag=True, help="Keep the server and worker up afterwards (Ctrl-C stops)."
+    "--once",
+    is_flag=True,
+    help="Stop the server and worker this run started when it ends (by default they stay up, "
+    "with the dashboards, until `searchflow stop`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@click.pass_context
 def demo(
-    ctx: click.Context,
     events: int,
-    seed: int,
+    users: int,
+    seed: int | None,
     pool: str | None,
     timeout: float,
-    serve: bool,
+    once: bool,
     as_json: bool,
 ) -> None:
     """Run the chain on a Prefect server: PREFECT_API_URL when set, else a local server started
-    here. Creates the pool and the concurrency limit, deploys, starts a worker, runs generate-events
-    and follows the triggered runs to the last sync. Exits 0 only if every stage completed."""
-    from deployments.demo import Running, run_demo
+    here. Creates the pool and the concurrency limit, deploys, starts a worker, generates a new
+    batch over the last 90 days and follows the triggered runs to the last sync. The server, the
+    worker and the dashboards stay up afterwards (reused by the next demo) until `searchflow stop`,
+    unless --once. Exits 0 only if every stage completed."""
+    from deployments.demo import run_demo
     from searchflow.config import get_settings
 
     def progress(message: str) -> None:
         click.echo(message, err=True)
 
     previous = _stop_on_sigterm()
-    keep = Running() if serve else None
     try:
-        result = run_demo(get_settings(), events, seed, pool, timeout, progress, keep)
+        result = run_demo(
+            get_settings(), events, seed, pool, timeout, progress, once=once, users=users
+        )
         summary = result.to_dict()
         report(summary, as_json, _human)
-        if serve:
-            _serve(result.ui_url)
     finally:
-        if keep is not None:
-            keep.stop()
         signal.signal(signal.SIGTERM, previous)
     if not result.chain.ok:
         failed_gate = any(r.event.endswith(".failed") for r in result.chain.runs)
@@ -95,22 +130,10 @@ def demo(
 
 
 def _stop_on_sigterm() -> Any:
-    """SIGTERM unwinds like Ctrl-C, so the worker and the server the demo started are stopped too
-    (they run in their own sessions and would otherwise outlive a killed demo)."""
+    """SIGTERM unwinds like Ctrl-C, so what a ``--once`` demo started is stopped too (it runs in
+    sessions of its own and would otherwise outlive a killed demo)."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, handler)
-
-
-def _serve(ui_url: str) -> None:
-    """Block until Ctrl-C, keeping the server, the worker and any embedded services alive."""
-    import time
-
-    click.echo(f"serving: Prefect UI at {ui_url}; press Ctrl-C to stop", err=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        click.echo("stopping", err=True)
