@@ -8,7 +8,9 @@
    (deployments are upserted; each deployment's automations are deleted and recreated, so running
    this twice leaves exactly one trigger per deployment);
 4. the automation that marks a flow run Crashed when its heartbeats stop
-   (:mod:`deployments.resilience`).
+   (:mod:`deployments.resilience`);
+5. the alerts: a webhook notification block and the automations that post to it, when
+   ``SEARCHFLOW_ALERT_WEBHOOK_URL`` is set (:mod:`deployments.alerts`).
 
 ``prefect deploy --all`` ignores ``--pool``: this module writes the deployment file it deploys, a
 copy of ``prefect.yaml`` with the pool filled in, so one flag points every deployment at another
@@ -31,6 +33,7 @@ from typing import Any
 import yaml
 
 from deployments import DEFAULT_POOL, PREFECT_YAML, PROJECT_DIR
+from deployments.alerts import ensure_alerts
 from deployments.resilience import FLOW_RUN_ENV, ensure_crash_automation
 from searchflow.contract import WAREHOUSE_LIMIT
 from searchflow.errors import SearchflowError, UsageError
@@ -51,6 +54,7 @@ class Prepared:
     deployments: dict[str, str] = field(default_factory=dict)  # "flow/deployment" -> id
     automations: dict[str, list[str]] = field(default_factory=dict)  # deployment -> trigger names
     crash_automation: str = ""  # id of the automation that marks heartbeat-less runs Crashed
+    alerts: dict[str, Any] = field(default_factory=dict)  # deployments.alerts.ensure_alerts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,7 @@ class Prepared:
             "deployments": self.deployments,
             "automations": self.automations,
             "crash_automation": self.crash_automation,
+            "alerts": self.alerts,
         }
 
 
@@ -265,26 +270,35 @@ async def _server_side(pool: str) -> tuple[str, bool, bool]:
 
 
 async def _after_deploy(
-    configs: list[dict[str, Any]],
-) -> tuple[dict[str, str], dict[str, list[str]], str]:
+    configs: list[dict[str, Any]], webhook_url: str | None
+) -> tuple[dict[str, str], dict[str, list[str]], str, dict[str, Any]]:
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
         deployed = await read_deployment_ids(client, configs)
         automations = await read_automations(client, deployed)
         crash = await ensure_crash_automation(client)
-    return deployed, automations, crash
+        alerts = await ensure_alerts(client, webhook_url)
+    return deployed, automations, crash, alerts
 
 
-def prepare(api_url: str, pool: str = DEFAULT_POOL, project_dir: Path = PROJECT_DIR) -> Prepared:
-    """Work pool, warehouse limit, every deployment and crash detection on the server at
-    ``api_url``; idempotent."""
+def prepare(
+    api_url: str,
+    pool: str = DEFAULT_POOL,
+    project_dir: Path = PROJECT_DIR,
+    alert_webhook_url: str | None = None,
+) -> Prepared:
+    """Work pool, warehouse limit, every deployment, crash detection and the alerts on the server
+    at ``api_url``; idempotent. ``alert_webhook_url`` defaults to SEARCHFLOW_ALERT_WEBHOOK_URL."""
+    from searchflow.config import get_settings
+
+    webhook_url = alert_webhook_url or get_settings().alert_webhook_url
     project = load_project(project_dir / "prefect.yaml")
     configs = deployment_configs(project, pool)
     with api(api_url):
         pool_type, pool_created, limit_created = asyncio.run(_server_side(pool))
         deploy_all(api_url, project, pool, project_dir)
-        deployed, automations, crash = asyncio.run(_after_deploy(configs))
+        deployed, automations, crash, alerts = asyncio.run(_after_deploy(configs, webhook_url))
     return Prepared(
         api_url=api_url,
         pool=pool,
@@ -295,4 +309,5 @@ def prepare(api_url: str, pool: str = DEFAULT_POOL, project_dir: Path = PROJECT_
         deployments=deployed,
         automations=automations,
         crash_automation=crash,
+        alerts=alerts,
     )

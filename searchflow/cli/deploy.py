@@ -25,9 +25,16 @@ def _human(summary: Mapping[str, Any]) -> str:
             "work pool": pool,
             "concurrency limit": limit,
             "deployments (triggers)": deployments,
+            "alerts": _alerts(summary.get("alerts") or {}),
             "next": f"start a worker: prefect worker start --pool {summary['pool']}",
         }
     )
+
+
+def _alerts(alerts: Mapping[str, Any]) -> str:
+    if not alerts.get("created"):
+        return alerts.get("reason", "none")
+    return f"webhook block {alerts['block']}; " + ", ".join(alerts["automations"])
 
 
 @click.command()
