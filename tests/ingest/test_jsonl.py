@@ -186,8 +186,8 @@ def test_missing_path_is_one_clear_error(settings, tmp_path):
     assert not settings.warehouse_path.exists()  # nothing half-created
 
 
-def test_failed_batch_leaves_no_trace(settings, query, tmp_path, monkeypatch):
-    """One transaction per batch: a failure after the first INSERT rolls everything back."""
+def test_failed_chunk_leaves_no_trace(settings, query, tmp_path, monkeypatch):
+    """One transaction per chunk: a failure inside it rolls everything back."""
     from searchflow.ingest import land
 
     events = tmp_path / "events"

@@ -65,7 +65,7 @@ def test_lands_reconciles_and_acks_everything(rsettings, client, query):
     assert summary["read"] == sent
     assert (summary["landed"], summary["duplicates"], summary["dead_letters"]) == (90, 3, 15)
     assert reconciles(summary)
-    assert summary["chunks"] > 3  # small batches: the loop drains each stream
+    assert summary["chunks"] > 3  # small chunks: the loop drains each stream
     assert summary["pending"] == 0 and _pending(client) == 0
     ref = query("SELECT source_ref FROM raw.click_events WHERE event_id = 'c-000000'", rsettings)
     assert ref[0][0].startswith("events:click/")
@@ -76,7 +76,7 @@ def test_lands_reconciles_and_acks_everything(rsettings, client, query):
 def test_kill_between_commit_and_ack_loses_and_doubles_nothing(rsettings, client, query):
     sent = _fill(client)
 
-    def die(batch):
+    def die(chunk):
         raise KeyboardInterrupt("killed after commit, before XACK")
 
     with pytest.raises(KeyboardInterrupt):
