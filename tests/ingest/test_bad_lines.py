@@ -85,15 +85,28 @@ def test_every_bad_line_class_in_jsonl(settings, query, tmp_path):
     assert 0 < kept < 100_000
 
 
-def test_plain_file_the_csv_reader_refuses_goes_the_careful_way(settings, query, tmp_path):
-    """No \\r and no NUL, but a line that is not UTF-8: only that line is a dead letter."""
+@pytest.mark.parametrize(
+    ("name", "word"), [("not_utf8", "Lisb\ufffdn"), ("over_the_line_limit", "xxx")]
+)
+def test_plain_file_the_csv_reader_refuses_goes_the_careful_way(
+    settings, query, tmp_path, name, word
+):
+    """No \\r and no NUL, but a line DuckDB's CSV reader refuses: only that line is a dead
+    letter, the other files still go the fast way, line numbers hold."""
     root = tmp_path / "events"
-    text, _, _ = bad_lines()["not_utf8"]
-    _write(root / "search" / "a.jsonl", _good_lines("search", 5) + [text])
+    text, reason, detail = bad_lines()[name]
+    good = _good_lines("search", 5)
+    path = _write(root / "search" / "a.jsonl", good[:2] + [text] + good[2:])
     _write(root / "click" / "b.jsonl", _good_lines("click", 5))
     summary = run_ingestion(settings, "jsonl", path=root)
     assert (summary["landed"], summary["dead_letters"]) == (10, 1)
-    assert query("SELECT raw_text LIKE '%Lisb\ufffdn%' FROM raw.dead_letter_events") == [(True,)]
+    ref, got_reason, got_detail, kept = query(
+        "SELECT source_ref, reason, detail, raw_text FROM raw.dead_letter_events"
+    )[0]
+    assert ref == f"{path.resolve()}:3" and got_reason == reason and detail in got_detail
+    assert word in kept
+    refs = dict(query("SELECT event_id, source_ref FROM raw.search_events"))
+    assert refs["s-000004"] == f"{path.resolve()}:6"
 
 
 def _publish_all(settings: Settings) -> None:
