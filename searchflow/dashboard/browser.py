@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 HEALTH_SECONDS = 90
 RENDER_SECONDS = 60
+SCREENSHOT_HEIGHT = 2000
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 
 
@@ -107,8 +108,8 @@ class Reading:
 
 
 @contextmanager
-def browser() -> Iterator[object]:
-    """A headless Chromium page (Playwright), closed afterwards."""
+def browser(height: int = 1100) -> Iterator[object]:
+    """A headless Chromium page (Playwright), ``height`` pixels tall, closed afterwards."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -116,7 +117,7 @@ def browser() -> Iterator[object]:
             executable_path=chromium(), args=["--no-sandbox"], headless=True
         )
         try:
-            context = instance.new_context(viewport={"width": 1440, "height": 1100})
+            context = instance.new_context(viewport={"width": 1440, "height": height})
             yield context.new_page()
         finally:
             instance.close()
@@ -188,7 +189,8 @@ def page_links(page, url: str) -> list[str]:
 
 def visit_all(url: str, screenshots: Path | None = None) -> list[Reading]:
     """Open the root URL, follow every navigation link, and read each page."""
-    with browser() as page:
+    # Streamlit scrolls inside its own container, so a screenshot shows what the viewport holds
+    with browser(height=1100 if screenshots is None else SCREENSHOT_HEIGHT) as page:
         links = page_links(page, url)
         readings = []
         for link in links:

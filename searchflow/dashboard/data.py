@@ -49,8 +49,9 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _connect(root: Path, version: str | None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per published file of ``version`` and of ``ops``."""
+def _connect(root: Path, version: str | None, sql: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per published file of ``version`` (and of ``ops``) that
+    ``sql`` names; binding a view reads its file's footer, so unused files are left alone."""
     con = duckdb.connect(":memory:", config={"threads": 2})
     names: list[tuple[str, Path]] = []
     if version is not None:
@@ -59,7 +60,7 @@ def _connect(root: Path, version: str | None) -> duckdb.DuckDBPyConnection:
     for table in published.OPS_TABLES:
         names.append((f"ops.{table}", published.ops_path(root, table)))
     for name, path in names:
-        if path.exists():
+        if name in sql and path.exists():
             schema = name.split(".")[0]
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_quote(path)}')")
@@ -82,7 +83,7 @@ def query(version: str | None, stamp: str, sql: str, params: tuple = ()) -> pd.D
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=512)
 def _query(root: str, version: str | None, stamp: str, sql: str, params: tuple) -> pd.DataFrame:
-    con = _connect(Path(root), version)
+    con = _connect(Path(root), version, sql)
     try:
         return con.execute(sql, list(params)).df()
     finally:
@@ -126,7 +127,8 @@ def sync_runs(url: str, since: datetime | None = None) -> tuple[pd.DataFrame | N
     finally:
         conn.close()
     for column in ("started_at", "finished_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+        # naive UTC, like the warehouse: charts then show UTC clock times in any browser
+        frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_convert(None)
     return frame, None
 
 
