@@ -5,7 +5,8 @@ Thin by design: the logic is the dbt project and :mod:`searchflow.transform`, wh
 difference: dbt runs through prefect-dbt's ``PrefectDbtRunner`` (:func:`prefect_invoke`), so every
 dbt node (model, test, snapshot) is a task run in the Prefect UI. The runner lives here, on the
 orchestration floor, so the stage itself never imports Prefect. The warehouse slot is held while
-dbt or the publication writes (DuckDB has one writer); the gate reads the candidate in between.
+dbt, the gate or the publication use the file (DuckDB has one writer); the write-audit-publish and
+the ledger row are :func:`flows.gated.gated_transform`'s, as for every other way of running it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import emit_stage_event, warehouse_slot
+from flows.common import current_flow_run_id, run_and_signal, stage_task, warehouse_slot
 
 
 def prefect_invoke(
@@ -81,42 +82,40 @@ def prefect_invoke(
     return nodes, time.perf_counter() - started
 
 
-@flow(name="transform", log_prints=True)
-def transform(full_refresh: bool = False, select: str | None = None) -> dict[str, Any]:
-    """Build a candidate, gate it, publish it and signal the sync stage; a failed gate rejects
-    the candidate and the previously published version keeps serving."""
+def _build_gate_publish(
+    full_refresh: bool, select: str | None, parent_batch_id: str, flow_run_id: str | None
+) -> dict[str, Any]:
+    from flows.gated import gated_transform
     from flows.reports import publish_gate_artifact
     from searchflow.config import get_settings
-    from searchflow.errors import GateFailed
-    from searchflow.quality import gate
-    from searchflow.transform import build_candidate, publish, reject
 
-    settings = get_settings()
-    with warehouse_slot():
-        summary = build_candidate(
-            settings, full_refresh=full_refresh, select=select, invoke=prefect_invoke
-        )
-    print(
-        f"dbt build of candidate {summary['version']}: {summary['passed']} passed, "
-        f"{summary['failed']} failed, {summary['skipped']} skipped in {summary['seconds']}s "
-        f"(as of {summary['as_of']})"
+    return gated_transform(
+        get_settings(),
+        full_refresh=full_refresh,
+        select=select,
+        flow_run_id=flow_run_id,
+        parent_batch_id=parent_batch_id,
+        invoke=prefect_invoke,
+        warehouse_guard=warehouse_slot,
+        on_gate=publish_gate_artifact,
     )
-    counts = {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "batch_id"}
-    try:
-        outcome = gate("transformation", settings, summary)
-    except GateFailed as exc:
-        publish_gate_artifact(getattr(exc, "outcome", None))
-        with warehouse_slot():
-            reject(settings, summary["version"])
-        emit_stage_event(
-            "transformation", "failed", summary["version"], {**counts, "reason": str(exc)}
-        )
-        raise
-    publish_gate_artifact(outcome)
-    with warehouse_slot():
-        published = publish(
-            settings, summary["version"], parents=summary["parents"], invoke=prefect_invoke
-        )
-    print(f"published mart version {published['version']} ({published['parquet']})")
-    emit_stage_event("transformation", "validated", summary["version"], counts)
-    return {**summary, "published": True, "parquet": published["parquet"]}
+
+
+@flow(name="transform", log_prints=True)
+def transform(
+    full_refresh: bool = False, select: str | None = None, parent_batch_id: str = ""
+) -> dict[str, Any]:
+    """Build a candidate, gate it, publish it and signal the sync stage
+    (:func:`flows.gated.gated_transform`, retried on transient failures). A failed gate holds the
+    candidate (``searchflow batches release`` can publish it) and the previously published
+    version keeps serving. ``parent_batch_id``: the ingestion batch whose event woke this run."""
+    task = stage_task("transformation", _build_gate_publish, "build-gate-publish")
+    summary = run_and_signal(
+        "transformation",
+        lambda: task(full_refresh, select, parent_batch_id, current_flow_run_id()),
+    )
+    print(
+        f"published mart version {summary['version']}: {summary['passed']} passed, "
+        f"{summary['failed']} failed, {summary['skipped']} skipped (as of {summary['as_of']})"
+    )
+    return summary
