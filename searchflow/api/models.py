@@ -7,12 +7,20 @@ List endpoints answer a ``data`` + ``count`` envelope.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from searchflow.contract import GENERATOR_DEFAULTS
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# The ledger and the marts keep naive UTC timestamps; answers carry the offset (RFC 3339).
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Check(BaseModel):
@@ -60,7 +68,7 @@ class SyncStats(BaseModel):
     latency_p50_seconds: float | None
     latency_p95_seconds: float | None
     last_mart_version: str | None = None
-    last_finished_at: datetime | None = None
+    last_finished_at: Timestamp | None = None
 
 
 class Freshness(BaseModel):
@@ -68,7 +76,7 @@ class Freshness(BaseModel):
 
     source: str
     batch_id: str
-    landed_at: datetime
+    landed_at: Timestamp
     seconds: float
     status: Literal["fresh", "warn", "error"] = Field(
         description="warn after 24 h, error after 72 h (the dbt sources' thresholds); never blocks."
@@ -77,14 +85,14 @@ class Freshness(BaseModel):
 
 class Publication(BaseModel):
     version: str
-    published_at: datetime | None = None
+    published_at: Timestamp | None = None
     forced: bool = False
 
 
 class Stats(BaseModel):
     """The pipeline's figures, from the ledger export and the sync history."""
 
-    generated_at: datetime
+    generated_at: Timestamp
     events: EventTotals
     landed_rate: LandedRate
     batches_by_state: dict[str, dict[str, int]] = Field(description="stage -> state -> batches.")
@@ -112,10 +120,10 @@ class Batch(BaseModel):
     gate_reasons: list[str] | None = None
     forced: bool = False
     flow_run_id: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    published_at: datetime | None = None
-    discarded_at: datetime | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    published_at: Timestamp | None = None
+    discarded_at: Timestamp | None = None
 
 
 class BatchList(BaseModel):
@@ -148,9 +156,9 @@ class User(BaseModel):
     total_clicks: int | None = None
     total_conversions: int | None = None
     lifetime_value: float | None = None
-    first_seen_at: datetime | None = None
-    last_seen_at: datetime | None = None
-    as_of: datetime | None = None
+    first_seen_at: Timestamp | None = None
+    last_seen_at: Timestamp | None = None
+    as_of: Timestamp | None = None
     recommendations: Recommendations | None = None
 
 
@@ -162,7 +170,7 @@ class DeadLetter(BaseModel):
     source: str
     source_ref: str | None = None
     batch_id: str
-    ingested_at: datetime
+    ingested_at: Timestamp
     excerpt: str = Field(description="The start of the raw line, personal data masked.")
     raw_chars: int
     raw_text: str | None = Field(
