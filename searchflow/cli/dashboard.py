@@ -10,6 +10,7 @@ import click
 
 from searchflow.config import export_to_environ, get_settings
 from searchflow.errors import UsageError
+from searchflow.output import to_json
 
 # Streamlit's options: no browser to open, no usage statistics sent, no file watcher (the app is
 # installed code, and watching costs a core), and a viewer's toolbar.
@@ -60,7 +61,10 @@ def _check_port(host: str, port: int) -> None:
     show_default=True,
     help="Address to listen on; 0.0.0.0 serves other machines too.",
 )
-def dashboard(port: int, host: str) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the address as one JSON object, then serve."
+)
+def dashboard(port: int, host: str, as_json: bool) -> None:
     """Serve the dashboards on http://HOST:PORT until interrupted (Ctrl+C).
 
     They read only the published Parquet snapshot ($SEARCHFLOW_HOME/published), never the
@@ -70,7 +74,11 @@ def dashboard(port: int, host: str) -> None:
     _check_port(host, port)
     export_to_environ(settings)
     shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host
-    click.echo(f"dashboards: http://{shown}:{port}  (data: {settings.home_path}; Ctrl+C stops)")
+    url = f"http://{shown}:{port}"
+    if as_json:
+        click.echo(to_json({"url": url, "home": str(settings.home_path)}))
+    else:
+        click.echo(f"dashboards: {url}  (data: {settings.home_path}; Ctrl+C stops)")
     sys.stdout.flush()
     command = streamlit_command(host, port)
     os.execv(command[0], command)
