@@ -65,6 +65,14 @@ NULLABLE_FIELDS: dict[str, str] = {
     "utm_source": "string",
     "utm_campaign": "string",
 }
+# The values a search's platform and device type take (the generator draws from these pairs'
+# members; the generation gate holds a batch with any other).
+VOCABULARY: dict[str, dict[str, tuple[str, ...]]] = {
+    "search": {
+        "platform": ("web", "ios", "android"),
+        "device_type": ("desktop", "mobile", "tablet"),
+    },
+}
 # Inclusive lower bounds of a well-formed value; below them is ``impossible_value``.
 MINIMUMS: dict[str, dict[str, float]] = {
     "search": {"results_count": 0, "page": 1},

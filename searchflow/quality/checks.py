@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from searchflow.events import EVENT_TYPES, LIMITS, MINIMUMS
+from searchflow.events import EVENT_TYPES, LIMITS, MINIMUMS, VOCABULARY
 
 REQUIRED = {
     "search": ("event_id", "timestamp", "session_id", "query", "destination", "platform", "device_type"),
@@ -119,6 +119,16 @@ def _out_of_bounds(table: pa.Table, bounds: Mapping[str, tuple[float, float]]) -
     return _false(mask)
 
 
+def _not_in_vocabulary(table: pa.Table, allowed: Mapping[str, tuple[str, ...]]) -> Any:
+    """Rows with a value outside its column's vocabulary (nulls are the required-field rule's)."""
+    mask = None
+    for column, values in allowed.items():
+        bad = pc.invert(pc.is_in(table[column], value_set=pa.array(values)))
+        bad = pc.and_(bad, pc.is_valid(table[column]))
+        mask = bad if mask is None else pc.or_(mask, bad)
+    return _false(mask)
+
+
 def _take(table: pa.Table, mask_of: Callable[[], Any]) -> Selector:
     return lambda _params: table.filter(mask_of()).to_pandas()
 
@@ -188,7 +198,7 @@ def _id_rule_counts(tables: Mapping[str, pa.Table]) -> dict[str, int]:
 
 def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
     """Counts per event type: duplicate ids, missing required fields, wrong event type, numbers
-    out of their bounds; orphan shares of clicks and conversions; the batch's click-through and conversion rates.
+    out of their bounds, values outside their vocabulary; orphan shares of clicks and conversions; the batch's click-through and conversion rates.
     """
     rules = RuleSet()
     n = {t: tables[t].num_rows for t in EVENT_TYPES}
@@ -242,6 +252,17 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
             " or ".join(f"{f} outside [{lo:g}, {hi:g})" for f, (lo, hi) in bounds.items()),
             lambda table=table, bounds=bounds: _out_of_bounds(table, bounds),
         )
+        if t in VOCABULARY:
+            allowed = VOCABULARY[t]
+            _rule(
+                rules,
+                t,
+                table,
+                "not_in_vocabulary",
+                tuple(allowed),
+                " or ".join(f"{c} not one of {', '.join(v)}" for c, v in allowed.items()),
+                lambda table=table, allowed=allowed: _not_in_vocabulary(table, allowed),
+            )
         if t in PARENT:
             column, parent = PARENT[t]
             figure = f"{t}_orphan_share"

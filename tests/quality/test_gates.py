@@ -94,7 +94,7 @@ def test_generation_passes_on_the_generators_batch(settings: Settings) -> None:
     batch = generate(config)
     outcome = gate("generation", settings, {"batch_id": batch.batch_id}, data=batch)
     assert outcome["status"] == "passed"
-    assert outcome["evaluated"] == 19 and outcome["failed"] == outcome["errored"] == 0
+    assert outcome["evaluated"] == 20 and outcome["failed"] == outcome["errored"] == 0
     assert Path(outcome["report"]).exists()
 
 
@@ -134,6 +134,21 @@ def test_generation_fails_on_numbers_out_of_their_bounds(settings: Settings) -> 
     assert set(rows["reason"]) == {
         "results_count outside [0, 2.14748e+09) or page outside [1, 2.14748e+09)",
         "booking_value outside [0.01, 1e+16) or commission outside [0, 1e+16)",
+    }
+
+
+def test_generation_fails_on_a_platform_outside_the_vocabulary(settings: Settings) -> None:
+    frames = _frames()
+    frames["search"].loc[[3, 4], "platform"] = "windows-phone"
+    with pytest.raises(GateFailed) as err:
+        gate("generation", settings, {"batch_id": "gen-vocab"}, data=frames)
+    [reason] = err.value.outcome["reasons"]
+    assert reason.startswith(
+        "generation.batch: column_max_to_be_between(search_not_in_vocabulary) observed 2"
+    )
+    assert reason.endswith("; e.g. event_id s3, s4"), reason
+    assert set(quarantine_rows(settings)["reason"]) == {
+        "platform not one of web, ios, android or device_type not one of desktop, mobile, tablet"
     }
 
 
