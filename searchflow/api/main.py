@@ -7,9 +7,11 @@ Postgres, Redis and the Prefect API, never the warehouse file.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -25,6 +27,15 @@ from searchflow.errors import ServiceUnavailable
 
 ROUTERS = (health, stats, batches, users, dead_letters, runs, metrics)
 _UNSET = object()
+
+
+def _warm(state: AppState) -> None:
+    """Load the served version's user index and connect to Redis before the first request, so
+    the first caller does not pay for them; a dependency that is down is reported by /health."""
+    with contextlib.suppress(Exception):
+        state.published.user("")
+    with contextlib.suppress(Exception):
+        state.redis.ping()
 
 
 def create_app(
@@ -47,6 +58,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_warm, state)
         try:
             yield
         finally:
