@@ -20,6 +20,7 @@ from searchflow import ledger
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.transform import candidate
+from searchflow.transform.freshness import source_freshness
 from searchflow.transform.publish import Invoker, in_process, publish
 from searchflow.transform.runner import AFTER_PUBLICATION, log_dir, summarize, target_dir
 from searchflow.warehouse import ensure_raw_schema, session, table_exists
@@ -97,8 +98,9 @@ def build_candidate(
     The summary has the node counts (nodes, passed, warned, failed, skipped, by_type), seconds,
     ``as_of``, ``batch_id`` (the latest published ingestion batch), ``version``, ``schemas``
     ({"analytics": "analytics__<v>", ...}), ``parents`` (the published ingestion batches no
-    publication has taken in yet) and ``complete`` (the candidate holds every mart). A failed
-    build drops its candidate and raises one line.
+    publication has taken in yet), ``complete`` (the candidate holds every mart) and
+    ``freshness`` (``dbt source freshness`` of the raw sources, see
+    :mod:`searchflow.transform.freshness`). A failed build drops its candidate and raises one line.
     """
     version = version or candidate.new_version()
     prepared = prepare(settings, version, full_refresh=full_refresh, select=select)
@@ -116,6 +118,8 @@ def build_candidate(
             candidate.drop(con, version)
         raise
     described = describe(settings, version)
+    # Stale raw data is reported (summary, ledger row), never a failed build; a partial build skips it.
+    freshness = None if select else source_freshness(settings)
     return {
         "stage": "transformation",
         "target": "dev",
@@ -128,6 +132,7 @@ def build_candidate(
         "schemas": candidate.schemas(version),
         "parents": prepared["parents"],
         "seeded": prepared["seeded"],
+        "freshness": freshness,
     }
 
 
