@@ -68,8 +68,9 @@ owned_list = reco_owned_list
 
 def key_digest(keys: pa.Array) -> str:
     """An order-free fingerprint of a set of distinct keys: their count and the XOR of their
-    64-bit hashes. Equal fingerprints mean the same key set (short of a hash collision)."""
-    con = duckdb.connect()
+    64-bit hashes. Equal fingerprints mean the same key set (short of a hash collision). One
+    thread: the scan is too short to pay for starting more."""
+    con = duckdb.connect(config={"threads": 1})
     try:
         con.register("k", pa.table({"k": keys}))
         mixed, count = con.execute(
@@ -99,6 +100,8 @@ def _json_chunks(keys: pa.Array) -> pa.Array:
     """The keys as JSON arrays of up to ``CHUNK`` each."""
     import json
 
+    if not len(keys):
+        return pa.array([], pa.string())
     if pc.any(pc.match_substring_regex(keys, r'[\x00-\x1f"\\]')).as_py():
         values = keys.to_pylist()  # a key JSON must escape: rare, so Python's encoder does it
         return pa.array([json.dumps(values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)])
@@ -108,16 +111,15 @@ def _json_chunks(keys: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
 
 
-def _replace_owned(keys: pa.Array, state: str, prefix: str) -> tuple[bytes, int]:
-    """Commands that make the owned list ``[state, chunks of keys]`` at once; (bytes, replies).
+def _replace_owned(chunks: list[pa.Array], state: str, prefix: str) -> tuple[bytes, int]:
+    """Commands that make the owned list ``[state, *chunks]`` at once; (bytes, replies).
 
-    The new list is built under a key of its own and renamed over the old one, so a reader (or a
-    crash) sees the old list or the new one, never a part.
+    ``chunks`` are arrays of JSON key chunks (:func:`_json_chunks`). The new list is built under a
+    key of its own and renamed over the old one, so a reader (or a crash) sees the old list or the
+    new one, never a part.
     """
     target, scratch = owned_list(prefix), f"{NEXT_PREFIX}{prefix}"
-    elements = pa.concat_arrays(
-        [pa.array([state]), _json_chunks(keys)] if len(keys) else [pa.array([state])]
-    )
+    elements = pa.concat_arrays([pa.array([state]), *(c.cast(pa.string()) for c in chunks)])
     parts = [
         bytes(wire(command("DEL", pa.array([scratch])))),
         header("RPUSH", len(elements) + 1),
@@ -385,8 +387,9 @@ def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[s
     claim, claims = (b"", 0)
     if not plan_.settled:  # claim before writing: whatever happens next, these keys are ours
         new = mart.filter(pc.invert(pc.is_in(mart, value_set=plan_.owned)))
-        both = pa.concat_arrays([plan_.owned, new])
-        claim, claims = _replace_owned(both, CLAIMING, plan_.prefix)
+        mine = _json_chunks(mart)
+        held = [_json_chunks(plan_.owned), _json_chunks(new)] if len(plan_.owned) else [mine]
+        claim, claims = _replace_owned(held, CLAIMING, plan_.prefix)
     writes = plan_.inserted + plan_.updated if refreshed else plan_.actions.num_rows
     unlinks = len(plan_.extra)
     with RespConnection(client) as raw:
@@ -395,7 +398,7 @@ def apply(client, plan_: RedisPlan, ttl: int = TTL_SECONDS) -> tuple[int, list[s
         replies = raw.write(wire(command("UNLINK", plan_.extra)), unlinks)
         errors += error_lines(replies, unlinks)
         if not plan_.settled and not errors:  # the list now names exactly the mart's keys
-            settle, settles = _replace_owned(mart, f"done:{plan_.digest}", plan_.prefix)
+            settle, settles = _replace_owned([mine], f"done:{plan_.digest}", plan_.prefix)
             errors += error_lines(raw.write(settle, settles), settles)
     deleted = replies.split(b"\r\n")[:unlinks].count(b":1")
     return deleted, errors
