@@ -35,6 +35,7 @@ from searchflow import ledger, warehouse
 from searchflow.config import Settings
 from searchflow.errors import GateFailed, SearchflowError, UsageError
 from searchflow.events import EVENT_TYPES
+from searchflow.output import report_progress
 
 Guard = Callable[[], AbstractContextManager[Any]]
 # Called with the gate's full outcome, passed or not (the flows publish it as an artifact).
@@ -69,6 +70,7 @@ def audit(
     """Run the stage's gate; returns (outcome, the GateFailed when it did not pass)."""
     from searchflow.quality import gate
 
+    report_progress(f"{stage} gate")
     try:
         return gate(stage, settings, summary, data=data), None
     except GateFailed as exc:
@@ -160,6 +162,7 @@ def gated_generate(
 
     started = time.perf_counter()
     target = prepare_target(settings, sink, Path(out) if out is not None else None)
+    report_progress(f"simulating {config.events:,} events")
     batch = build(config)
     summary: dict[str, Any] = {
         "batch_id": batch.batch_id,
@@ -169,6 +172,7 @@ def gated_generate(
     }
     outcome, failure = audit("generation", settings, summary, data=batch)
     if failure is None:
+        report_progress(f"writing to {sink}")
         summary.update(write_batch(settings, batch, sink, target))
     else:
         summary["held"] = str(write_held(settings, batch, sink, target))
@@ -487,7 +491,8 @@ def gated_syncs(
     started = time.perf_counter()
     reports: dict[str, Any] = {}
     failures: list[GateFailed] = []
-    for name in names:
+    for done, name in enumerate(names):
+        report_progress(name, done, len(names))
         try:
             reports[name] = gated_sync(settings, name, **options)
         except GateFailed as exc:

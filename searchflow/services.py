@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from searchflow.config import Settings
-from searchflow.errors import ServiceUnavailable
+from searchflow.errors import ServiceUnavailable, UsageError
 
 LOCAL_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -53,10 +53,22 @@ def mask_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    # from the netloc's text, not parts.port: a malformed port must not hide the real message
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    host_port = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host_port}"))
+
+
+def check_url(url: str, setting: str) -> None:
+    """A configured URL whose port is not a number is a usage error naming the setting."""
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        port = urlsplit(url).netloc.rpartition("@")[2].rpartition(":")[2]
+        raise UsageError(
+            f"{setting}={mask_url(url)} has a port that is not a number ({port!r}); "
+            f"fix {setting} so that its port is a number"
+        ) from None
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -75,7 +87,14 @@ def check_postgres(url: str) -> None:
     try:
         psycopg2.connect(url, connect_timeout=5).close()
     except psycopg2.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = " ".join(str(exc).split())
+        reason = text or type(exc).__name__
+        if "FATAL:" in text:  # the server answered and refused: the URL's user, password or db
+            raise ServiceUnavailable(
+                f"PostgreSQL at {mask_url(url)} refused the connection: "
+                f"{text.partition('FATAL:')[2].strip()}; fix the user, password or database in "
+                "SEARCHFLOW_POSTGRES_URL"
+            ) from None
         raise ServiceUnavailable(
             f"cannot connect to PostgreSQL at {mask_url(url)}: {reason}; start the server or set "
             "SEARCHFLOW_POSTGRES_URL to one that answers"
@@ -200,6 +219,7 @@ def resolve_redis(settings: Settings) -> tuple[str, str]:
 
 def _find_postgres(settings: Settings) -> tuple[str, str]:
     if settings.postgres_url:
+        check_url(settings.postgres_url, "SEARCHFLOW_POSTGRES_URL")
         check_postgres(settings.postgres_url)
         return settings.postgres_url, "configured"
     if settings.probe_localhost and port_open(LOCAL_HOST, POSTGRES_PORT):
@@ -218,6 +238,7 @@ def _find_postgres(settings: Settings) -> tuple[str, str]:
 
 def _find_redis(settings: Settings) -> tuple[str, str]:
     if settings.redis_url:
+        check_url(settings.redis_url, "SEARCHFLOW_REDIS_URL")
         check_redis(settings.redis_url)
         return settings.redis_url, "configured"
     if settings.probe_localhost and port_open(LOCAL_HOST, REDIS_PORT):

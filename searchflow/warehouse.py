@@ -74,7 +74,13 @@ def raw_ddl(zstd: bool) -> tuple[str, ...]:
     )
 
 
-def lock_error(path: Path, exc: Exception) -> SearchflowError:
+def is_lock_conflict(text: object) -> bool:
+    """True when DuckDB's message (possibly wrapped by dbt) says another process holds the file."""
+    lowered = str(text).lower()
+    return "could not set lock" in lowered or "conflicting lock" in lowered
+
+
+def lock_error(path: Path, exc: Exception | None = None) -> SearchflowError:
     """The one-line error for a warehouse another process holds."""
     return SearchflowError(
         f"the warehouse {path} is locked by another process (DuckDB allows one writer); "

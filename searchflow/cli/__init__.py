@@ -110,6 +110,14 @@ def cli() -> None:
     """
 
 
+def usage_message(exc: click.UsageError) -> str:
+    """Click's usage error as the project says bad input: one line, lower case, where to look."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    ctx = exc.ctx
+    return f"{text} (see '{ctx.command_path} --help')" if ctx is not None else text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group, turning every failure into one line."""
     debug = os.environ.get("SEARCHFLOW_DEBUG", "").lower() in {"1", "true", "yes"}
@@ -119,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # click's own: the same one line as the project's UsageError
+        click.echo(f"error: {usage_message(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -69,7 +69,10 @@ def report_cmd(stage: str | None, as_json: bool) -> None:
 
 @dq.command("docs")
 @click.option("--no-open", is_flag=True, help="Only print the path, never start a browser.")
-def docs_cmd(no_open: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object as the last line (no browser)."
+)
+def docs_cmd(no_open: bool, as_json: bool) -> None:
     """Print the Data Docs index path (and open it where a browser exists)."""
     import os
     import sys
@@ -83,6 +86,9 @@ def docs_cmd(no_open: bool) -> None:
         raise SearchflowError(
             f"no Data Docs yet at {index}; run a stage first (e.g. `searchflow run --events 3000`)"
         )
+    if as_json:
+        report({"data_docs": str(index), "url": index.as_uri()}, True, lambda _s: "")
+        return
     click.echo(str(index))
     has_display = sys.platform in ("darwin", "win32") or bool(
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -97,8 +103,8 @@ def docs_cmd(no_open: bool) -> None:
 CHECK_CHOICES = (*STAGES[1:-1], *SYNC_KEYS)
 
 
-@dq.command("check")
-@click.argument("stage", type=click.Choice(CHECK_CHOICES))
+@dq.command("check", epilog=f"STAGE is one of: {', '.join(CHECK_CHOICES)}.")
+@click.argument("stage", type=click.Choice(CHECK_CHOICES), metavar="STAGE")
 @click.option(
     "--batch-id", help="Ingestion: the batch to validate (default: the latest gated one)."
 )

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import click
+
 from searchflow.errors import GateFailed
-from searchflow.output import report
+from searchflow.output import progress_display, report
 
 Human = Callable[[Mapping[str, Any]], str]
 
@@ -30,9 +32,13 @@ def gate_line(summary: Mapping[str, Any]) -> str:
 
 
 def run_and_report(run: Callable[[], dict[str, Any]], as_json: bool, human: Human) -> None:
-    """Run a gated stage and report its summary, even when its gate held the batch."""
+    """Run a gated stage and report its summary, even when its gate held the batch. On a terminal
+    (and without ``--json``) a progress display shows what the stage reports meanwhile."""
+    ctx = click.get_current_context(silent=True)
+    label = ctx.command_path.removeprefix("searchflow ") if ctx is not None else "working"
     try:
-        summary = run()
+        with progress_display(label, as_json):
+            summary = run()
     except GateFailed as exc:
         summary = getattr(exc, "summary", None)
         if summary is not None:

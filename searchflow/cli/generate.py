@@ -33,21 +33,21 @@ def _human(summary: Mapping[str, Any]) -> str:
 SIMULATION_OPTIONS = [
     click.option(
         "--events",
-        type=int,
+        type=click.IntRange(min=1),
         default=DEFAULTS.events,
         show_default=True,
         help="Lines to emit, exactly (faults included).",
     ),
     click.option(
         "--users",
-        type=int,
+        type=click.IntRange(min=1),
         default=DEFAULTS.users,
         show_default=True,
         help="Size of the user pool.",
     ),
     click.option(
         "--seed",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULTS.seed,
         show_default=True,
         help="Same seed and arguments -> the same bytes.",
@@ -59,7 +59,7 @@ SIMULATION_OPTIONS = [
     ),
     click.option(
         "--days",
-        type=int,
+        type=click.IntRange(min=1),
         default=DEFAULTS.days,
         show_default=True,
         help="Days in the simulated range.",
@@ -70,6 +70,7 @@ SIMULATION_OPTIONS = [
         default=DEFAULTS.click_through_rate,
         show_default=True,
         callback=_rate,
+        help="Share of searches followed by a click.",
     ),
     click.option(
         "--conversion-rate",
@@ -86,8 +87,13 @@ SIMULATION_OPTIONS = [
             default=getattr(DEFAULTS, name),
             show_default=True,
             callback=_rate,
+            help=text,
         )
-        for name in ("malformed_rate", "duplicate_rate", "late_rate")
+        for name, text in (
+            ("malformed_rate", "Share of lines broken on purpose (dead letters at ingestion)."),
+            ("duplicate_rate", "Share of lines re-sending an earlier event (ingestion keeps one)."),
+            ("late_rate", "Share of events sent after later ones (out of order)."),
+        )
     ),
 ]
 
@@ -101,7 +107,9 @@ def simulation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command()
 @simulation_options
-@click.option("--sink", default=SINKS[0], show_default=True, help=f"{', '.join(SINKS)}.")
+@click.option(
+    "--sink", type=click.Choice(SINKS), default=SINKS[0], show_default=True, help="Where to write."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -111,7 +119,7 @@ def simulation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--live", is_flag=True, help="Trickle events with current timestamps.")
 @click.option(
     "--rate",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=DEFAULTS.rate,
     show_default=True,
     help="Events per second with --live.",

@@ -8,6 +8,7 @@ import click
 
 from searchflow.config import get_settings
 from searchflow.errors import UsageError
+from searchflow.output import to_json
 
 
 def _check_port(host: str, port: int) -> None:
@@ -37,7 +38,10 @@ def _check_port(host: str, port: int) -> None:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     help="uvicorn's log level (info logs every request).",
 )
-def serve(port: int, host: str, log_level: str) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the address as one JSON object, then serve."
+)
+def serve(port: int, host: str, log_level: str, as_json: bool) -> None:
     """Serve the HTTP API on http://HOST:PORT until interrupted (Ctrl+C).
 
     OpenAPI at /openapi.json, interactive docs at /docs, Prometheus metrics at /metrics. It reads
@@ -52,6 +56,9 @@ def serve(port: int, host: str, log_level: str) -> None:
     _check_port(host, port)
     app = create_app(settings)
     shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host
-    click.echo(f"api: http://{shown}:{port}/docs  (data: {settings.home_path}; Ctrl+C stops)")
+    if as_json:
+        click.echo(to_json({"url": f"http://{shown}:{port}", "home": str(settings.home_path)}))
+    else:
+        click.echo(f"api: http://{shown}:{port}/docs  (data: {settings.home_path}; Ctrl+C stops)")
     # One process: the metrics collector reads at scrape time, so it needs no multiprocess mode.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")

@@ -10,7 +10,7 @@ import click
 from searchflow.config import get_settings
 from searchflow.contract import SYNC_NAMES
 from searchflow.errors import GateFailed
-from searchflow.output import report
+from searchflow.output import progress_display, report
 
 CHOICES = [*SYNC_NAMES, "all"]
 
@@ -62,7 +62,10 @@ def sync(name: str, dry_run: bool, full_resync: bool, as_json: bool) -> None:
     from flows.gated import gated_syncs
 
     names = list(SYNC_NAMES) if name == "all" else [name]
-    summary, failures = gated_syncs(get_settings(), names, dry_run=dry_run, full_resync=full_resync)
+    with progress_display("sync", as_json):
+        summary, failures = gated_syncs(
+            get_settings(), names, dry_run=dry_run, full_resync=full_resync
+        )
     report(summary, as_json, _human_syncs)
     if failures:
         error = GateFailed("; ".join(str(f) for f in failures))

@@ -23,6 +23,7 @@ import duckdb
 from searchflow import ledger
 from searchflow.ingest.land import OUTCOMES, add_counts, land_chunk
 from searchflow.ingest.space import disk_full_error, is_disk_full
+from searchflow.output import report_progress
 
 INPUT = "_ingest_input"  # the relation a reader stages each chunk as
 STAGE = "ingestion"
@@ -108,6 +109,9 @@ def land_chunks(
             add_counts(landing.counts, counts)
             landing.parents = parents
             landing.chunks += 1
+            report_progress(
+                f"chunk {landing.chunks}: {landing.ledger_counts()['read']:,} lines read"
+            )
             if after_commit is not None:
                 after_commit(counts)
             if chunk.acknowledge is not None:

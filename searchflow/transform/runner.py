@@ -33,6 +33,8 @@ from searchflow.compat.dbt_duckdb import release_warehouse, retarget_manifest
 from searchflow.config import Settings
 from searchflow.contract import MARTS
 from searchflow.errors import SearchflowError, UsageError
+from searchflow.output import progress_reporter
+from searchflow.warehouse import is_lock_conflict, lock_error
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 TARGETS = ("dev", "postgres")
@@ -256,6 +258,25 @@ def summarize(results: Sequence[Any], seconds: float) -> dict[str, Any]:
     return {"nodes": len(results), **totals, "by_type": by_type, "seconds": round(seconds, 3)}
 
 
+def _node_progress() -> Any:
+    """A dbt event callback reporting each finished node (see searchflow.output.report_progress)."""
+    done = 0
+    report = progress_reporter()  # dbt calls back from its worker threads
+
+    def on_event(event: Any) -> None:
+        nonlocal done
+        if event.info.name == "NodeFinished":
+            done += 1
+            node = getattr(getattr(event.data, "node_info", None), "node_name", "")
+            report(f"dbt {node}".strip(), done, None)
+
+    return on_event
+
+
+def _results(result: Any) -> list[Any]:
+    return list(getattr(result.result, "results", None) or [])
+
+
 def failure_message(results: Sequence[Any]) -> str:
     """One line naming the failing nodes and dbt's first message."""
     failing = [r for r in results if str(getattr(r.status, "value", r.status)).lower() in FAILED]
@@ -306,10 +327,16 @@ def invoke(
     with environment(env):
         manifest = _manifest(settings, target, env, version)
         try:
-            result = dbtRunner(manifest=manifest).invoke(args)
+            result = dbtRunner(manifest=manifest, callbacks=[_node_progress()]).invoke(args)
         finally:
             release_warehouse()
     seconds = time.perf_counter() - started
+    if is_lock_conflict(result.exception) or (
+        not result.success
+        and any(is_lock_conflict(getattr(r, "message", "")) for r in _results(result))
+    ):
+        # another process took the warehouse between our release and dbt's connect
+        raise lock_error(settings.warehouse_path)
     if result.exception is not None:
         raise SearchflowError(
             f"dbt {command} could not run: {_one_line(result.exception)}; "

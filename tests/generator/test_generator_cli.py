@@ -64,12 +64,13 @@ def test_batch_id_is_derived_from_the_arguments(env, monkeypatch, capsys):
     [
         (["--malformed-rate", "1.5"], "--malformed-rate"),
         (["--click-through-rate", "-0.1"], "--click-through-rate"),
-        (["--sink", "kafka"], "unknown sink 'kafka'"),
+        (["--sink", "kafka"], "invalid value for '--sink': 'kafka' is not one of"),
         (["--out", "/proc/not-here"], "cannot write events to /proc/not-here"),
-        (["--events", "-5"], "--events must be 0 or more"),
+        (["--events", "-5"], "invalid value for '--events': -5 is not in the range x>=1"),
+        (["--events", "0"], "invalid value for '--events': 0 is not in the range x>=1"),
         (["--events", "9000000"], "--events is at most 5,000,000 per batch"),
         (["--start", "2025-02-30"], "--start must be a date"),
-        (["--live", "--rate", "0"], "--rate must be above 0"),
+        (["--live", "--rate", "0"], "invalid value for '--rate': 0.0 is not in the range x>0"),
     ],
 )
 def test_bad_input_is_one_clear_line(env, args, expected, monkeypatch, capsys):
@@ -83,8 +84,9 @@ def test_bad_input_is_one_clear_line(env, args, expected, monkeypatch, capsys):
 def test_bad_input_in_a_real_process(env):
     result = run(["--sink", "kafka"], env)
     assert result.returncode == 2
-    assert (
-        result.stderr.strip() == "error: unknown sink 'kafka'; choose one of jsonl, redis, postgres"
+    assert result.stderr.strip() == (
+        "error: invalid value for '--sink': 'kafka' is not one of 'jsonl', 'redis', 'postgres' "
+        "(see 'searchflow generate --help')"
     )
 
 
