@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from generator.config import GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, Emission, plan
+from generator.records import Records, build_records
 from generator.simulate import Simulation, simulate
 from searchflow.arrays import prefer_jemalloc
 from searchflow.events import EVENT_TYPES
@@ -60,6 +61,11 @@ class GeneratedBatch:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
         return self.simulation.table(event_type)
+
+    @cached_property
+    def records(self) -> Records:
+        """The site's user profiles and bookings for this run's period (:mod:`generator.records`)."""
+        return build_records(self.config, self.simulation.users.home, self.to_arrow("conversion"))
 
     def clean_tables(self) -> dict[str, pa.Table]:
         """:meth:`to_arrow` of every event type: the clean simulation the generation gate judges."""

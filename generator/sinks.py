@@ -34,9 +34,13 @@ from searchflow.config import Settings
 from searchflow.contract import (
     APP_EVENTS_BATCH_COLUMN,
     APP_EVENTS_TABLE,
+    APP_TABLES,
+    RECORD_KEYS,
+    RECORD_TYPES,
     SINKS,
     STREAM_BATCH_FIELD,
     STREAM_FIELD,
+    record_stream_name,
     stream_name,
 )
 from searchflow.errors import SearchflowError, UsageError
@@ -58,6 +62,7 @@ class Lines(Protocol):
 
 
 APP_SCHEMA = APP_EVENTS_TABLE.split(".")[0]
+APP_USERS, APP_BOOKINGS = APP_TABLES["users"], APP_TABLES["bookings"]
 
 APP_DDL = rf"""
 CREATE SCHEMA IF NOT EXISTS {APP_SCHEMA};
@@ -76,44 +81,37 @@ BEGIN
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END $$;
-CREATE OR REPLACE VIEW {APP_SCHEMA}.bookings AS
-WITH parsed AS (
-    SELECT seq, created_at, {APP_SCHEMA}.try_jsonb(payload) AS j
-    FROM {APP_EVENTS_TABLE}
-    WHERE event_type = 'conversion'
-), valid AS (
-    SELECT seq, created_at, j
-    FROM parsed
-    WHERE j IS NOT NULL
-      AND jsonb_typeof(j) = 'object'
-      AND j ->> 'event_type' = 'conversion'
-      AND jsonb_typeof(j -> 'event_id') = 'string'
-      AND jsonb_typeof(j -> 'session_id') = 'string'
-      AND jsonb_typeof(j -> 'click_event_id') = 'string'
-      AND jsonb_typeof(j -> 'currency') = 'string'
-      AND jsonb_typeof(j -> 'product_type') = 'string'
-      AND jsonb_typeof(j -> 'provider') = 'string'
-      AND coalesce(j ->> 'timestamp' ~ '^\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}(\.\d{{1,6}})?Z$', false)
-      AND CASE WHEN jsonb_typeof(j -> 'booking_value') = 'number'
-               THEN (j ->> 'booking_value')::numeric > 0 ELSE false END
-      AND CASE WHEN jsonb_typeof(j -> 'commission') = 'number'
-               THEN (j ->> 'commission')::numeric >= 0 ELSE false END
-)
-SELECT DISTINCT ON (j ->> 'event_id')
-    j ->> 'event_id'                          AS event_id,
-    (j ->> 'timestamp')::timestamptz          AS booked_at,
-    j ->> 'user_id'                           AS user_id,
-    j ->> 'session_id'                        AS session_id,
-    j ->> 'click_event_id'                    AS click_event_id,
-    (j ->> 'booking_value')::numeric(12, 2)   AS booking_value,
-    (j ->> 'commission')::numeric(12, 2)      AS commission,
-    j ->> 'currency'                          AS currency,
-    j ->> 'product_type'                      AS product_type,
-    j ->> 'provider'                          AS provider,
-    seq,
-    created_at
-FROM valid
-ORDER BY j ->> 'event_id', seq;
+DO $$
+BEGIN
+    -- app.bookings was once a view of the well-formed conversions; it is the site's table now
+    IF EXISTS (SELECT 1 FROM pg_views WHERE schemaname = '{APP_SCHEMA}' AND viewname = 'bookings')
+    THEN DROP VIEW {APP_SCHEMA}.bookings;
+    END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {APP_USERS} (
+    user_id           text        PRIMARY KEY,
+    email             text        NOT NULL,
+    full_name         text        NOT NULL,
+    phone             text,
+    home_city         text        NOT NULL,
+    home_country      text        NOT NULL,
+    loyalty_tier      text        NOT NULL,
+    marketing_consent boolean     NOT NULL,
+    created_at        timestamptz NOT NULL,
+    updated_at        timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_updated_at ON {APP_USERS} (updated_at, user_id);
+CREATE TABLE IF NOT EXISTS {APP_BOOKINGS} (
+    booking_id   text           PRIMARY KEY,   -- the conversion event's id
+    user_id      text,                         -- null for an anonymous booking
+    status       text           NOT NULL,      -- confirmed | cancelled | refunded
+    amount       numeric(12, 2) NOT NULL,
+    currency     text           NOT NULL,
+    product_type text           NOT NULL,
+    created_at   timestamptz    NOT NULL,
+    updated_at   timestamptz    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bookings_updated_at ON {APP_BOOKINGS} (updated_at, booking_id);
 """
 
 
@@ -223,6 +221,11 @@ def write_jsonl(batch: Lines, out: Path) -> dict[str, Any]:
         path = jsonl_path(out, event_type, batch.batch_id)
         write_whole(path, to_text_buffer(batch.lines(event_type)))
         files[event_type] = str(path)
+    for record_type, lines in _record_lines(batch).items():
+        (out / record_type).mkdir(exist_ok=True)
+        path = jsonl_path(out, record_type, batch.batch_id)
+        write_whole(path, to_text_buffer(lines))
+        files[record_type] = str(path)
     result: dict[str, Any] = {"out": str(out), "files": files}
     if stale:
         result["stale_tmp_removed"] = stale
@@ -235,9 +238,14 @@ def write_redis(batch: Lines, settings: Settings) -> dict[str, Any]:
     try:
         for event_type in EVENT_TYPES:
             appender.add(event_type, batch.lines(event_type))
+        records = _record_lines(batch)
+        for record_type, lines in records.items():
+            appender.add(record_type, lines, stream=record_stream_name(record_type))
     finally:
         appender.close()
-    return {"out": appender.where, "streams": {t: stream_name(t) for t in EVENT_TYPES}}
+    streams = {t: stream_name(t) for t in EVENT_TYPES}
+    streams.update({t: record_stream_name(t) for t in records})
+    return {"out": appender.where, "streams": streams}
 
 
 def write_postgres(batch: Lines, settings: Settings) -> dict[str, Any]:
@@ -245,10 +253,25 @@ def write_postgres(batch: Lines, settings: Settings) -> dict[str, Any]:
     appender = PostgresAppender(settings, batch.batch_id)
     try:
         appender.write(batch.emitted)
+        records = getattr(batch, "records", None)
+        if records is not None:
+            for record_type in RECORD_TYPES:
+                appender.upsert(record_type, records.current(record_type))
         appender.commit()
     finally:
         appender.close()
-    return {"out": appender.where, "table": APP_EVENTS_TABLE}
+    result: dict[str, Any] = {"out": appender.where, "table": APP_EVENTS_TABLE}
+    if records is not None:
+        result["tables"] = [APP_TABLES[t] for t in RECORD_TYPES]
+    return result
+
+
+def _record_lines(batch: Lines) -> dict[str, pa.Array]:
+    """The change records a batch carries (a held batch read back carries none)."""
+    records = getattr(batch, "records", None)
+    if records is None:
+        return {}
+    return {t: records.lines(t) for t in RECORD_TYPES}
 
 
 def write(batch: Lines, sink: str, settings: Settings, out: Path | None = None) -> dict[str, Any]:
@@ -315,8 +338,7 @@ class RedisAppender:
         self.client = redis.Redis.from_url(url)
         self.conn: resp.RespConnection | None = None
 
-    def _commands(self, event_type: str, lines: pa.Array) -> Iterator[memoryview]:
-        stream = stream_name(event_type)
+    def _commands(self, stream: str, lines: pa.Array) -> Iterator[memoryview]:
         for start in range(0, len(lines), REDIS_CHUNK):
             chunk = lines.slice(start, REDIS_CHUNK)
             yield resp.wire(
@@ -325,15 +347,17 @@ class RedisAppender:
                 )
             )
 
-    def add(self, event_type: str, lines: pa.Array) -> None:
-        """XADD ``lines`` to the type's stream, in order; one line of error if Redis refuses."""
+    def add(self, event_type: str, lines: pa.Array, stream: str | None = None) -> None:
+        """XADD ``lines`` to the type's stream (or ``stream``), in order; one line of error if
+        Redis refuses."""
         if len(lines) == 0:
             return
+        stream = stream or stream_name(event_type)
         try:
             if self.conn is None:
                 self.conn = resp.RespConnection(self.client)
             refused = resp.reply_errors(
-                self.conn.request(self._commands(event_type, lines), len(lines))
+                self.conn.request(self._commands(stream, lines), len(lines))
             )
         except (self._redis.RedisError, OSError) as exc:
             self.close()
@@ -344,7 +368,7 @@ class RedisAppender:
             self.close()
             raise SearchflowError(
                 f"Redis at {self.where} refused {len(refused):,} of {len(lines):,} entries "
-                f"for {stream_name(event_type)}: {refused[0]}"
+                f"for {stream}: {refused[0]}"
             )
 
     def write(self, rows: pa.Table) -> None:
@@ -415,6 +439,39 @@ class PostgresAppender:
             self.conn.rollback()
             raise SearchflowError(
                 f"writing to PostgreSQL at {self.where} failed: "
+                f"{str(exc).strip().splitlines()[0]}; nothing of this batch was kept"
+            ) from None
+
+    def upsert(self, record_type: str, rows: pa.Table) -> None:
+        """Bring ``app.<record_type>`` to these versions: COPY into a temporary table, then one
+        INSERT ... ON CONFLICT that only moves a row forward in time (an older run written later
+        leaves the newer version in place)."""
+        if rows.num_rows == 0:
+            return
+        import pyarrow.csv as pacsv
+
+        table, key = APP_TABLES[record_type], RECORD_KEYS[record_type]
+        columns = ", ".join(rows.column_names)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in rows.column_names if c != key)
+        text = io.BytesIO()
+        pacsv.write_csv(rows, text, pacsv.WriteOptions(include_header=False))
+        text.seek(0)
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    f"CREATE TEMP TABLE _records (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
+                cur.copy_expert(f"COPY _records ({columns}) FROM STDIN WITH (FORMAT csv)", text)
+                cur.execute(
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _records "
+                    f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
+                    f"WHERE excluded.updated_at > {table}.updated_at"
+                )
+                cur.execute("DROP TABLE _records")
+        except self._psycopg2.Error as exc:
+            self.conn.rollback()
+            raise SearchflowError(
+                f"writing {table} to PostgreSQL at {self.where} failed: "
                 f"{str(exc).strip().splitlines()[0]}; nothing of this batch was kept"
             ) from None
 

@@ -34,9 +34,12 @@ WAREHOUSE_LIMIT = "searchflow-warehouse"
 # lapses. The Prefect server accepts no shorter lease.
 WAREHOUSE_LEASE_SECONDS = 60
 
-# Where events come from (ingestion's sources) and where the generator writes them (its sinks).
-SOURCES: tuple[str, ...] = ("jsonl", "redis", "postgres")
-SINKS: tuple[str, ...] = SOURCES
+# Where the generator writes events (its sinks) and where ingestion reads (its sources): the sinks,
+# plus ``app``, the application's own tables (users, bookings) read through SEARCHFLOW_SOURCE_URL.
+SINKS: tuple[str, ...] = ("jsonl", "redis", "postgres")
+APP_SOURCE = "app"
+SOURCES: tuple[str, ...] = (*SINKS, APP_SOURCE)
+EVENT_SOURCES: tuple[str, ...] = SINKS
 
 # On the wire between the generator and ingestion.
 STREAM_PREFIX = "events:"  # Redis Streams events:search, events:click, events:conversion
@@ -48,6 +51,21 @@ GENERATION_BATCH_PREFIX = "gen-"
 APP_EVENTS_BATCH_COLUMN = "batch_id"  # its nullable column holding the generation batch id
 REDIS_READ_BATCH = 50_000  # stream entries per landing transaction
 POSTGRES_READ_BATCH = 200_000  # app.events rows per landing transaction
+
+
+# The application's own records beside its events (see generator/records.py): the Postgres sink
+# keeps their latest versions as tables, the JSONL and Redis sinks carry their change records in a
+# folder / stream per type; ingestion lands every version it sees as raw.app_<type>.
+RECORD_TYPES: tuple[str, ...] = ("users", "bookings")
+APP_TABLES: dict[str, str] = {"users": "app.users", "bookings": "app.bookings"}
+RECORD_KEYS: dict[str, str] = {"users": "user_id", "bookings": "booking_id"}
+RECORD_STREAM_PREFIX = "app:"  # Redis Streams app:users, app:bookings
+APP_READ_BATCH = 200_000  # source rows per landing transaction of ``ingest --source app``
+
+
+def record_stream_name(record_type: str) -> str:
+    """The Redis stream of one record type's change records."""
+    return f"{RECORD_STREAM_PREFIX}{record_type}"
 
 
 def stream_name(event_type: str) -> str:

@@ -62,13 +62,15 @@ def test_postgres_app_events_and_bookings(service_settings, postgres_url):
         assert cur.fetchall() == [(batch.batch_id, 2 * CONFIG.events)]
         assert [p for _, p in rows[: CONFIG.events]] == batch.emitted["line"].to_pylist()
         assert [t for t, _ in rows[: CONFIG.events]] == batch.emitted["stream"].to_pylist()
-        cur.execute("SELECT event_id, booking_value, booked_at FROM app.bookings")
+        cur.execute("SELECT booking_id, amount, created_at FROM app.bookings")
         bookings = cur.fetchall()
     con.close()
     truth = batch.to_arrow("conversion").to_pylist()
     assert {b[0] for b in bookings} == {t["event_id"] for t in truth}
     values = {t["event_id"]: round(t["booking_value"], 2) for t in truth}
     assert all(float(b[1]) == values[b[0]] for b in bookings)
+    booked = {t["event_id"]: t["timestamp"] for t in truth}
+    assert all(b[2] == booked[b[0]] for b in bookings)
 
 
 def test_malformed_rows_reach_postgres_as_text(service_settings, postgres_url):
