@@ -98,11 +98,25 @@ def reusable(home: Path, role: str, probe: Callable[[dict[str, Any]], bool]) -> 
 
 
 def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` runs (zombies, e.g. a leader whose parent has not
+    reaped it yet, do not count)."""
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def stop_group(pid: int, grace: float = GRACE_SECONDS) -> str:
@@ -134,6 +148,8 @@ def stop_group(pid: int, grace: float = GRACE_SECONDS) -> str:
     if leads_group and _group_alive(pid):
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+        # the rest of the group gets a grace of its own once the leader is gone
+        deadline = max(deadline, time.monotonic() + min(grace, 5.0))
         while _group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _group_alive(pid):
