@@ -64,7 +64,10 @@ def ingest_events(
         f"dead letters {summary['dead_letters']} in {summary['seconds']}s"
     )
     if summary.get("gate") is None:
-        print("nothing new: no gate, no event")
+        print(
+            "nothing new: every line read was already ingested, so no gate, no event and nothing "
+            "downstream runs; generate a new batch (another seed or start) to feed the chain"
+        )
     return summary
 
 
