@@ -39,6 +39,9 @@ GENERATE = "generate-events/generate-events"
 DEMO_EVENTS = 10_000
 DEMO_USERS = 1_000
 DEMO_DAYS = 90
+# A booking follows its click by up to three days (generator/simulate.py), so the searches stop
+# this many days before today: the batch's last booking then falls on yesterday at the latest.
+SPILL_DAYS = 4
 DEMO_DATABASE = "searchflow"
 DASHBOARD_PORT = 8501
 DASHBOARD_START_SECONDS = 90.0
@@ -50,9 +53,10 @@ def demo_record_path(home: Path) -> Path:
 
 
 def demo_window(today: date | None = None, days: int = DEMO_DAYS) -> tuple[date, int]:
-    """(first day, days) of a window that ends yesterday (UTC): no event is ever in the future."""
+    """(first day, days) of the searches: the events they lead to end yesterday (UTC) at the
+    latest, so no event is ever in the future (the ingestion gate refuses those)."""
     today = today or datetime.now(UTC).date()
-    return today - timedelta(days=days), days
+    return today - timedelta(days=days + SPILL_DAYS), days
 
 
 def choose_generation(

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -20,6 +20,7 @@ import pytest
 from deployments import background
 from deployments.demo import (
     DEMO_DAYS,
+    SPILL_DAYS,
     choose_generation,
     demo_database,
     demo_window,
@@ -34,7 +35,8 @@ def test_each_run_takes_the_next_seed_over_a_window_ending_yesterday(home: Path)
     second = choose_generation(home, events=500, users=50, today=today)
     assert (first["seed"], second["seed"]) == (1, 2)
     start = date.fromisoformat(first["start"])
-    assert start + timedelta(days=first["days"]) == today  # the last simulated day is yesterday
+    # the searches stop early enough that the bookings they lead to end by yesterday
+    assert start + timedelta(days=first["days"] + SPILL_DAYS) == today
     assert first["days"] == DEMO_DAYS
     chosen = choose_generation(home, seed=7, today=today)
     assert chosen["seed"] == 7
@@ -42,6 +44,16 @@ def test_each_run_takes_the_next_seed_over_a_window_ending_yesterday(home: Path)
     recorded = json.loads((home / "demo.json").read_text())
     assert [r["seed"] for r in recorded["runs"]] == [1, 2, 7, 8]
     assert recorded["last"]["seed"] == 8
+
+
+def test_bookings_of_the_last_searched_day_stay_in_the_past() -> None:
+    """A booking 72 hours (the generator's longest delay) after a click late on the last searched
+    day still falls before today."""
+    today = date(2026, 3, 1)
+    start, days = demo_window(today)
+    last_click = datetime.combine(start + timedelta(days=days), datetime.min.time(), UTC)
+    latest_booking = last_click + timedelta(hours=72, minutes=30)
+    assert latest_booking < datetime.combine(today, datetime.min.time(), UTC)
 
 
 def test_the_demo_batch_is_reproducible_and_never_in_the_future(home: Path) -> None:
@@ -56,8 +68,7 @@ def test_the_demo_batch_is_reproducible_and_never_in_the_future(home: Path) -> N
         for batch in batches[:1]
         for kind in ("search", "click", "conversion")
     )
-    start, days = demo_window()
-    assert latest.date() < start + timedelta(days=days)  # before today (UTC)
+    assert latest.date() < datetime.now(UTC).date()  # by yesterday (UTC), never in the future
     another = build(config_from_options(**choose_generation(home, events=400, users=40)))
     assert another.batch_id != batches[0].batch_id  # the next run is a new batch
 
