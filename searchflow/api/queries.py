@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from searchflow import ledger
 from searchflow.contract import SYNCS
 
 # The dbt sources' freshness thresholds (dbt/models/staging/*sources.yml): warn, then error.
@@ -148,8 +149,6 @@ def freshness(con: duckdb.DuckDBPyConnection, now: datetime) -> list[dict[str, A
 
 def publication(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     """The latest row of the publish log."""
-    from searchflow import ledger
-
     row = ledger.published_version(con)
     if row is None:
         return None
