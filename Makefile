@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo stop test test-fast bench lint format docs clean
+.PHONY: install demo stop test test-fast test-faults bench lint format docs clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not prefect_server"
+
+# Worker and server killed mid-chain on a real Prefect server (minutes each; not in `make test`).
+test-faults: install
+	$(BIN)/python -m pytest -m faults tests/orchestration/test_faults.py
 
 bench: install
 	$(BIN)/python -m bench

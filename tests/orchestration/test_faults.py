@@ -21,7 +21,12 @@ from deployments.worker import Worker, start_worker
 from searchflow.config import Settings
 from searchflow.contract import WAREHOUSE_LIMIT
 
-pytestmark = [pytest.mark.prefect_server, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.prefect_server,
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),
+]
 
 EVENTS = 3000
 STAGE = "transform"

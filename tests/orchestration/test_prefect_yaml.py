@@ -17,6 +17,7 @@ from searchflow.contract import FLOWS
 
 EXPECTED = [flow.deployment for flow in FLOWS]
 CONTRACT = {flow.deployment: flow for flow in FLOWS}
+SWEEPER = "sweep"  # not a stage: the scheduled deployment that backs up the events
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,21 @@ def _flow(entrypoint: str):
 
 
 def test_one_deployment_per_flow(by_name: dict[str, dict]) -> None:
-    assert sorted(by_name) == sorted(EXPECTED)
+    assert sorted(by_name) == sorted([*EXPECTED, SWEEPER])
+
+
+def test_the_sweeper_is_scheduled_and_never_triggered(by_name: dict[str, dict]) -> None:
+    from flows.sweep import sweep
+
+    config = by_name[SWEEPER]
+    assert config["entrypoint"] == "flows/sweep.py:sweep"
+    assert _flow(config["entrypoint"]) is sweep and sweep.name == SWEEPER
+    assert config["triggers"] == []
+    (schedule,) = config["schedules"]
+    assert schedule["active"] is True and schedule["interval"] <= 300
+    assert config["work_pool"]["name"] == DEFAULT_POOL
+    assert config["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert set(config.get("parameters") or {}) <= set(inspect.signature(sweep.fn).parameters)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -140,7 +155,7 @@ def test_generated_deployment_file_points_every_deployment_at_the_pool(project: 
     assert {d["work_pool"]["name"] for d in generated["deployments"]} == {"docker-pool"}
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [*EXPECTED, SWEEPER])
 def test_flow_runs_get_the_fault_settings(by_name: dict[str, dict], name: str) -> None:
     """Heartbeats, client retries and quiet telemetry reach every run, on any pool; no run
     streams its output through its worker."""
