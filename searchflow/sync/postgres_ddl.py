@@ -24,6 +24,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("last_seen_at", "timestamptz"),
         ("as_of", "timestamptz"),
         ("synced_at", "timestamptz NOT NULL DEFAULT now()"),
+        # The crm.sync_runs run that last wrote the row (audit; never compared).
+        ("sync_run_id", "text"),
     ),
     "email_queue": (
         ("trigger_id", "text PRIMARY KEY"),
@@ -39,6 +41,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("status", "text NOT NULL DEFAULT 'queued'"),
         ("queued_at", "timestamptz NOT NULL DEFAULT now()"),
         ("sent_at", "timestamptz"),
+        # The crm.sync_runs run that inserted the row (audit).
+        ("sync_run_id", "text"),
     ),
     "sync_runs": (
         ("run_id", "text PRIMARY KEY"),

@@ -17,7 +17,9 @@ moment, so a row edited behind the sync's back (any compared column) is always f
 Everything happens in the caller's transaction: the writes, the run record and the rejects. Commit
 makes the run visible at once; rollback (a failure, or a dry run) leaves the destination exactly as
 it was. ``as_of`` (the mart's build time) is stored but not compared: new events move it for every
-user, and rewriting every row for that would make each sync a full rewrite.
+user, and rewriting every row for that would make each sync a full rewrite. ``sync_run_id`` (the
+run that last wrote a row, for audit) is set on every row written and never compared either, so an
+unchanged row keeps the id of the run that wrote it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from searchflow.sync.report import SyncReport
 from searchflow.sync.source import MartBatch, MartSpec
 
 SAMPLE = 5  # sample keys shown per kind of drift
+RUN_COLUMN = "sync_run_id"  # the run that last wrote a destination row (audit, not compared)
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,13 @@ def in_key_order(rows: pa.Table, target: PgTarget) -> pa.Table:
     return rows.select(list(target.columns)).sort_by(target.key)
 
 
-def insert_new(cur, target: PgTarget, rows: pa.Table) -> tuple[int, pa.Table]:
+def with_run_id(rows: pa.Table, target: PgTarget, run_id: str) -> pa.Table:
+    """The target's columns in key order plus the writing run's id (the COPY's shape)."""
+    ordered = in_key_order(rows, target)
+    return ordered.append_column(RUN_COLUMN, pa.array([run_id] * ordered.num_rows, pa.string()))
+
+
+def insert_new(cur, target: PgTarget, rows: pa.Table, run_id: str) -> tuple[int, pa.Table]:
     """COPY new rows straight into the destination; (inserted, rows left for the upsert path).
 
     Inside a savepoint: if a row with one of these keys appeared since the plan (someone else wrote
@@ -217,7 +226,9 @@ def insert_new(cur, target: PgTarget, rows: pa.Table) -> tuple[int, pa.Table]:
         return 0, rows
     cur.execute("SAVEPOINT sf_copy_new")
     try:
-        copy_arrow(cur, in_key_order(rows, target), target.table, target.columns)
+        copy_arrow(
+            cur, with_run_id(rows, target, run_id), target.table, (*target.columns, RUN_COLUMN)
+        )
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT sf_copy_new")
         return 0, rows
@@ -235,7 +246,9 @@ def stage(cur, target: PgTarget, rows: pa.Table) -> None:
     copy_arrow(cur, in_key_order(rows, target), target.stage, target.columns)
 
 
-def upsert(cur, target: PgTarget, rows: pa.Table, full_resync: bool) -> tuple[int, int]:
+def upsert(
+    cur, target: PgTarget, rows: pa.Table, full_resync: bool, run_id: str
+) -> tuple[int, int]:
     """Insert or update the staged rows in one statement; (inserted, updated).
 
     The ``IS DISTINCT FROM`` re-check keeps a row that already holds the mart's values untouched
@@ -251,29 +264,32 @@ def upsert(cur, target: PgTarget, rows: pa.Table, full_resync: bool) -> tuple[in
     cur.execute(
         f"""
         WITH up AS (
-            INSERT INTO {target.table} AS d ({cols}, synced_at)
-            SELECT {s_cols}, now()
+            INSERT INTO {target.table} AS d ({cols}, synced_at, {RUN_COLUMN})
+            SELECT {s_cols}, now(), %s
             FROM {target.stage} s LEFT JOIN {target.table} t ON t.{target.key} = s.{target.key}
             WHERE {changed}
-            ON CONFLICT ({target.key}) DO UPDATE SET {sets}, synced_at = EXCLUDED.synced_at
+            ON CONFLICT ({target.key}) DO UPDATE SET {sets}, synced_at = EXCLUDED.synced_at,
+                {RUN_COLUMN} = EXCLUDED.{RUN_COLUMN}
             RETURNING (xmax = 0) AS inserted
         )
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
-        """
+        """,
+        (run_id,),
     )
     inserted, updated = cur.fetchone()
     return int(inserted), int(updated)
 
 
-def insert_missing(cur, target: PgTarget, rows: pa.Table) -> int:
+def insert_missing(cur, target: PgTarget, rows: pa.Table, run_id: str) -> int:
     """Insert-only fallback: staged rows whose key the destination has never had."""
     if not rows.num_rows:
         return 0
     stage(cur, target, rows)
     cols = ", ".join(target.columns)
     cur.execute(
-        f"INSERT INTO {target.table} ({cols}) SELECT {cols} FROM {target.stage} "
-        f"ON CONFLICT ({target.key}) DO NOTHING"
+        f"INSERT INTO {target.table} ({cols}, {RUN_COLUMN}) SELECT {cols}, %s "
+        f"FROM {target.stage} ON CONFLICT ({target.key}) DO NOTHING",
+        (run_id,),
     )
     return int(cur.rowcount)
 

@@ -154,6 +154,7 @@ class RedisPlan:
     settled: bool = False
     digest: str = ""
     owned: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    run_id: str = ""  # written into each value set (``sync_run_id``)
     refresh_errors: list[str] = field(default_factory=list)
 
     def samples(self, action: str) -> list[str]:
@@ -175,7 +176,8 @@ def keys_of(users: pa.Array | pa.ChunkedArray, prefix: str = KEY_PREFIX) -> pa.A
 
 
 # The value is head || tail: head = {"destinations":[...],"score":x (the compared part), tail =
-# ,"generated_at":"..."}. Our writer is canonical (to_json of each string and of the score, no
+# ,"generated_at":"...","sync_run_id":"..."} (sync_run_id: the run that last wrote the value, for
+# audit; like generated_at it is not compared, so an unchanged value keeps the id that wrote it). Our writer is canonical (to_json of each string and of the score, no
 # spaces), so an unchanged recommendation is a stored value that starts with the new head and ends
 # in a well-formed generated_at: string comparisons, no JSON parsing of every value. Anything else
 # (other JSON spelling, extra fields) is rewritten. Heads are built only to compare with the values
@@ -188,10 +190,14 @@ _HEAD = (
 )
 _VALUE = (
     f"""concat({_HEAD}, ',"generated_at":"', """
-    """strftime(CAST(generated_at AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ'), '"}')"""
+    """strftime(CAST(generated_at AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ'), """
+    """'","sync_run_id":', to_json(CAST(? AS VARCHAR)), '}')"""
 )
 
-_TAIL = r',"generated_at":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"\}'
+_TAIL = (
+    r',"generated_at":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"'
+    r',"sync_run_id":"[0-9A-Za-z_.:-]*"\}'
+)
 
 
 def _fetch_values(raw: RespConnection, keys: pa.Array) -> pa.Array:
@@ -301,6 +307,7 @@ def plan(
     *,
     ttl: int | None = None,
     prefix: str = KEY_PREFIX,
+    run_id: str = "",
 ) -> RedisPlan:
     """Compare the mart's rows with what Redis holds under ``prefix``.
 
@@ -341,6 +348,7 @@ def plan(
         digest=digest,
         owned=owned,
         refresh_errors=errors,
+        run_id=run_id,
     )
 
 
@@ -358,7 +366,7 @@ def _commands(plan_: RedisPlan, expires_at: str, refreshed: bool) -> Iterator[by
     try:
         con.register("writes", actions.filter(pc.invert(unchanged)))
         query = f"SELECT user_id, {_VALUE} AS value FROM writes"
-        for batch in con.execute(query).to_arrow_reader(BATCH):
+        for batch in con.execute(query, [plan_.run_id]).to_arrow_reader(BATCH):
             if batch.num_rows:
                 keys = keys_of(batch["user_id"], prefix)
                 yield wire(command("SET", keys, batch["value"], "PXAT", expires_at))

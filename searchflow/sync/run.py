@@ -53,15 +53,15 @@ def _write_postgres(cur, report: SyncReport, batch: MartBatch, keep_removed: boo
             f"{target.table} (run `searchflow transform`, or sync with "
             "--full-resync to mirror an empty mart)"
         )
-    inserted, leftover = pg.insert_new(cur, target, plan.new)
+    inserted, leftover = pg.insert_new(cur, target, plan.new, report.run_id)
     if segments:
         rows = plan.changed
         if leftover.num_rows:
             rows = pa.concat_tables([leftover, rows], promote_options="permissive")
-        more, report.updated = pg.upsert(cur, target, rows, report.full_resync)
+        more, report.updated = pg.upsert(cur, target, rows, report.full_resync, report.run_id)
         report.deleted = pg.mirror_delete(cur, target, plan.gone)
     else:
-        more = pg.insert_missing(cur, target, leftover)
+        more = pg.insert_missing(cur, target, leftover, report.run_id)
     report.inserted = inserted + more
 
 
@@ -74,7 +74,12 @@ def _write_redis(settings: Settings, report: SyncReport, batch: MartBatch) -> No
     try:
         ttl = None if report.dry_run else redis_sync.TTL_SECONDS
         plan = redis_sync.plan(
-            client, batch.good, report.full_resync, ttl=ttl, prefix=settings.reco_prefix
+            client,
+            batch.good,
+            report.full_resync,
+            ttl=ttl,
+            prefix=settings.reco_prefix,
+            run_id=report.run_id,
         )
         report.inserted, report.updated = plan.inserted, plan.updated
         if report.dry_run:

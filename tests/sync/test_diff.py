@@ -195,7 +195,7 @@ def test_value_with_extra_fields_or_other_spelling_is_rewritten(service_settings
     rds.set("reco:user_1", json.dumps(value, indent=1))  # same content, other spelling
     report = run_sync(service_settings, "recommendations")
     assert report["updated"] == 1
-    assert json.loads(rds.get("reco:user_1")) == value
+    assert json.loads(rds.get("reco:user_1")) == {**value, "sync_run_id": report["run_id"]}
     assert run_sync(service_settings, "recommendations")["unchanged"] == 1
 
 
@@ -221,6 +221,7 @@ def test_awkward_recommendations_round_trip_as_json(service_settings, build_mart
             "destinations": [d for d in (d1, d2, d3) if d is not None],
             "score": score,
             "generated_at": generated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "sync_run_id": first["run_id"],
         }
         assert 86000 < rds.ttl(f"reco:{user}") <= 86400
     again = run_sync(service_settings, "recommendations")

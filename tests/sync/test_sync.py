@@ -64,7 +64,7 @@ def test_destinations_hold_exactly_the_marts(service_settings, default_marts, po
     for row in default_marts["recos"]:
         key = f"reco:{row[0]}"
         value = json.loads(rds.get(key))
-        assert list(value) == ["destinations", "score", "generated_at"]
+        assert list(value) == ["destinations", "score", "generated_at", "sync_run_id"]
         assert value["destinations"] == [d for d in row[1:4] if d is not None]
         assert value["score"] == row[4]
         assert value["generated_at"] == AS_OF.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
