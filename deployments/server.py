@@ -57,6 +57,9 @@ def ui_url(api_url: str) -> str:
     return api_url.rstrip("/").removesuffix("/api")
 
 
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+
+
 def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a local server: its own PREFECT_HOME, no analytics, no inherited API URL."""
     env = dict(os.environ if base is None else base)
@@ -68,6 +71,10 @@ def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+            # Concurrency leases in files under PREFECT_HOME, not in the server's memory: after a
+            # restart the warehouse slot's holder can still renew and release its lease, and an
+            # abandoned lease still expires (in memory it vanished while its slot stayed taken).
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
         }
     )
     return env

@@ -16,7 +16,9 @@ run per deployment serves every waiting batch; the newest names the run as its p
 - transformation: a published ingestion batch in no transformation batch's parents (a held build
   counts: it was tried, and releasing it is a person's decision);
 - sync: the served mart version (the newest published transformation batch) that a sync has no
-  ledger row for (a held sync counts, as above).
+  judged ledger row for (a held sync counts, as above).
+
+A downstream row still ``landed`` does not count: its run died between landing and its gate.
 
 A deployment that already has a run scheduled, pending or running is left alone: that run takes the
 batch, or the next sweep sees it still waiting. A batch published moments ago is left to its
@@ -38,6 +40,8 @@ from searchflow.contract import FLOWS, SYNCS
 # Seconds a freshly published batch is left to its event trigger before the sweeper steps in.
 GRACE_SECONDS = 60
 # Prefect state types of a run that will still do its work.
+# Ledger states of a batch whose gate ran: its run got as far as it will.
+JUDGED = frozenset({"published", "held", "discarded"})
 ACTIVE_STATE_TYPES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
 
 _DEPLOYMENT = {flow.stage: flow.deployment for flow in FLOWS if flow.stage != "sync"}
@@ -114,7 +118,14 @@ def plan_sweep(
     published = [r for r in rows if r.get("state") == "published"]
 
     def parents_of(stage: str) -> set[str]:
-        return {p for r in rows if r.get("stage") == stage for p in (r.get("parents") or [])}
+        # A downstream batch still ``landed`` was never judged: its run died before its gate
+        # (killed, or the server went away), so the batches it read are still waiting.
+        return {
+            p
+            for r in rows
+            if r.get("stage") == stage and r.get("state") in JUDGED
+            for p in (r.get("parents") or [])
+        }
 
     starts: list[Start] = []
 
@@ -159,6 +170,7 @@ def plan_sweep(
         for name, deployment in _SYNC_DEPLOYMENT.items():
             synced = any(
                 r.get("stage") == "sync"
+                and r.get("state") in JUDGED
                 and r.get("source") == name
                 and version in (r.get("parents") or [])
                 for r in rows

@@ -44,3 +44,22 @@ def test_crash_detector_waits_for_missed_heartbeats() -> None:
     assert trigger.within.total_seconds() == CRASH_AFTER_SECONDS >= 2 * HEARTBEAT_SECONDS
     (action,) = automation.actions
     assert action.type == "change-flow-run-state" and action.state.value == "CRASHED"
+
+
+def test_a_local_server_keeps_its_leases_on_disk(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In memory a restart forgets the warehouse slot's lease while the slot stays taken; the
+    setting must be the one Prefect reads, and name a storage it can import."""
+    from prefect.server.concurrency.lease_storage import get_concurrency_lease_storage
+    from prefect.settings import temporary_settings
+    from prefect.settings.models.root import Settings
+
+    from deployments.server import LEASE_STORAGE, server_env
+
+    env = server_env(tmp_path, base={})
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == LEASE_STORAGE
+    for key in ("PREFECT_HOME", "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"):
+        monkeypatch.setenv(key, env[key])
+    assert Settings().server.concurrency.lease_storage == LEASE_STORAGE
+    with temporary_settings(updates={}):  # the settings context, re-read from the environment
+        storage = get_concurrency_lease_storage()
+    assert type(storage).__module__ == LEASE_STORAGE

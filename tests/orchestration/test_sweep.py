@@ -156,3 +156,22 @@ def test_the_exported_ledger_reads_back_into_the_decision(tmp_path: Path) -> Non
     later = datetime.now(UTC) + timedelta(minutes=5)
     plan = plan_sweep(rows, set(), now=later)
     assert [(s.deployment, s.batch_id) for s in plan] == [("transform", "i1")]
+
+
+def test_a_downstream_batch_that_never_reached_its_gate_leaves_its_parents_waiting() -> None:
+    """A run killed (or cut off from the server) after landing, before its gate: only ``landed``."""
+    rows = [
+        *_complete_chain(),
+        _row("g2", "generation", source="jsonl"),
+        _row("i2", "ingestion", state="landed", parents=["g2"], source="jsonl"),
+    ]
+    assert set(_plan(rows)) == {("ingest-events", "g2")}
+    rows = [
+        *_complete_chain(),
+        _row("i2", "ingestion"),
+        _row("t2", "transformation", state="landed", parents=["i2"]),
+    ]
+    assert set(_plan(rows)) == {("transform", "i2")}
+    rows = [r for r in _complete_chain() if r["source"] != "recommendations"]
+    rows.append(_row("s2", "sync", state="landed", parents=["t1"], source="recommendations"))
+    assert set(_plan(rows)) == {("sync-recommendations", "t1")}
