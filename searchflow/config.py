@@ -28,6 +28,19 @@ class Settings(BaseSettings):
     warehouse: Path | None = Field(
         default=None, description="DuckDB file; defaults to $SEARCHFLOW_HOME/warehouse.duckdb."
     )
+    duckdb_memory_limit: str = Field(
+        default="1GB",
+        description="DuckDB's memory_limit for every warehouse connection and dbt; beyond it DuckDB "
+        "spills to duckdb_temp_directory, so a stage's memory stays bounded at any volume.",
+    )
+    duckdb_threads: int | None = Field(
+        default=None, ge=1, description="DuckDB's threads; unset means one per core."
+    )
+    duckdb_temp_directory: Path | None = Field(
+        default=None,
+        description="Where DuckDB spills what exceeds its memory limit; defaults to "
+        "$SEARCHFLOW_HOME/tmp/duckdb.",
+    )
     postgres_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means localhost, then embedded."
     )
@@ -112,6 +125,22 @@ class Settings(BaseSettings):
         return path.expanduser().resolve()
 
     @property
+    def duckdb_spill_path(self) -> Path:
+        """Where DuckDB spills, absolute."""
+        path = self.duckdb_temp_directory or self.home / "tmp" / "duckdb"
+        return path.expanduser().resolve()
+
+    def duckdb_config(self) -> dict[str, str | int]:
+        """The bounded-memory settings every DuckDB connection to the warehouse opens with."""
+        config: dict[str, str | int] = {
+            "memory_limit": self.duckdb_memory_limit,
+            "temp_directory": str(self.duckdb_spill_path),
+        }
+        if self.duckdb_threads is not None:
+            config["threads"] = self.duckdb_threads
+        return config
+
+    @property
     def home_path(self) -> Path:
         return self.home.expanduser().resolve()
 
@@ -135,6 +164,9 @@ class Settings(BaseSettings):
         env = {
             "SEARCHFLOW_HOME": str(self.home_path),
             "SEARCHFLOW_WAREHOUSE": str(self.warehouse_path),
+            "SEARCHFLOW_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "SEARCHFLOW_DUCKDB_TEMP_DIRECTORY": str(self.duckdb_spill_path),
+            "SEARCHFLOW_DUCKDB_THREADS": str(self.duckdb_threads or os.cpu_count() or 1),
         }
         if self.postgres_url:
             env["SEARCHFLOW_POSTGRES_URL"] = self.postgres_url

@@ -93,6 +93,9 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating its folder; a lock conflict is one clear error.
 
+    Every connection opens with the settings' memory limit, threads and spill folder
+    (:meth:`Settings.duckdb_config`), so no stage's DuckDB grows with the data.
+
     ``row_group_size``: rows per row group this connection writes (DuckDB's default 122,880 when
     None). It is an ATTACH option, so such a connection attaches the file to an in-memory one
     under the file's own name (what a plain connect calls it) and makes it the default.
@@ -106,10 +109,12 @@ def connect(
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         new = not path.exists()
+        config = settings.duckdb_config()
         if row_group_size is None:
-            config = {"storage_compatibility_version": STORAGE_VERSION} if new else {}
+            if new:
+                config["storage_compatibility_version"] = STORAGE_VERSION
             return duckdb.connect(str(path), read_only=read_only, config=config)
-        con = duckdb.connect()
+        con = duckdb.connect(config=config)
         try:
             name = '"' + path.stem.replace('"', '""') + '"'
             options = f"ROW_GROUP_SIZE {int(row_group_size)}" + (", READ_ONLY" if read_only else "")

@@ -109,7 +109,7 @@ def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise missing_mart_error(mart)
     try:
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=settings.duckdb_config())
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise lock_error(path, exc) from None

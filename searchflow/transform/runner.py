@@ -99,6 +99,7 @@ def dbt_env(
     env = {
         "SEARCHFLOW_WAREHOUSE": str(settings.warehouse_path),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **{k: v for k, v in settings.as_env().items() if k.startswith("SEARCHFLOW_DUCKDB_")},
     }
     if target == "postgres":
         if postgres_url is None:

@@ -1,0 +1,57 @@
+"""The bounded-memory settings reach every DuckDB the stages open: the warehouse and dbt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from searchflow import warehouse
+from searchflow.config import Settings
+from searchflow.transform import dbt_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _current(con) -> tuple[str, int, str]:
+    return con.execute(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), "
+        "current_setting('temp_directory')"
+    ).fetchone()
+
+
+def test_memory_limit_threads_and_spill_folder_reach_the_warehouse(home: Path) -> None:
+    settings = Settings(home=home, duckdb_memory_limit="300MB", duckdb_threads=1)
+    spill = str(home.resolve() / "tmp" / "duckdb")
+    with warehouse.session(settings) as con:
+        limit, threads, temp = _current(con)
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 300
+    assert (threads, temp) == (1, spill)
+    # the attaching connection (a row group size) gets them too, writing or read-only
+    for read_only in (False, True):
+        with warehouse.session(settings, read_only=read_only, row_group_size=2048) as con:
+            assert _current(con)[1:] == (1, spill)
+            assert float(_current(con)[0].split()[0]) < 300
+
+
+def test_a_different_limit_gives_a_different_setting(home: Path) -> None:
+    small = Settings(home=home, duckdb_memory_limit="200MB", duckdb_temp_directory=home / "spill")
+    with warehouse.session(small) as con:
+        limit, _threads, temp = _current(con)
+    assert float(limit.split()[0]) < 200 and temp == str((home / "spill").resolve())
+
+
+def test_dbt_gets_the_same_bounds(home: Path) -> None:
+    settings = Settings(home=home, duckdb_memory_limit="700MB", duckdb_threads=2)
+    env = dbt_env(settings, "dev")
+    assert env["SEARCHFLOW_DUCKDB_MEMORY_LIMIT"] == "700MB"
+    assert env["SEARCHFLOW_DUCKDB_THREADS"] == "2"
+    assert env["SEARCHFLOW_DUCKDB_TEMP_DIRECTORY"] == str(home.resolve() / "tmp" / "duckdb")
+    profile = yaml.safe_load((ROOT / "dbt" / "profiles.yml").read_text())
+    duck = profile["searchflow"]["outputs"]["dev"]["settings"]
+    for key, variable in (
+        ("memory_limit", "SEARCHFLOW_DUCKDB_MEMORY_LIMIT"),
+        ("threads", "SEARCHFLOW_DUCKDB_THREADS"),
+        ("temp_directory", "SEARCHFLOW_DUCKDB_TEMP_DIRECTORY"),
+    ):
+        assert variable in duck[key]
