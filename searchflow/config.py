@@ -131,7 +131,12 @@ class Settings(BaseSettings):
         return path.expanduser().resolve()
 
     def duckdb_config(self) -> dict[str, str | int]:
-        """The bounded-memory settings every DuckDB connection to the warehouse opens with."""
+        """The bounded-memory settings every DuckDB connection to the warehouse opens with.
+
+        Creates the spill folder: DuckDB makes only its last level and fails a query that spills
+        when the parent is missing.
+        """
+        self.duckdb_spill_path.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | int] = {
             "memory_limit": self.duckdb_memory_limit,
             "temp_directory": str(self.duckdb_spill_path),

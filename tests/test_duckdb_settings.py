@@ -55,3 +55,15 @@ def test_dbt_gets_the_same_bounds(home: Path) -> None:
         ("temp_directory", "SEARCHFLOW_DUCKDB_TEMP_DIRECTORY"),
     ):
         assert variable in duck[key]
+
+
+def test_a_spill_folder_whose_parent_is_missing_is_created(home: Path) -> None:
+    spill = home / "deep" / "er" / "spill"
+    settings = Settings(home=home, duckdb_memory_limit="64MB", duckdb_temp_directory=spill)
+    dbt_env(settings, "dev")
+    assert spill.is_dir()
+    with warehouse.session(settings) as con:  # a query far over the limit spills there
+        count = con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT i::VARCHAR || 'x' FROM range(3000000) t(i))"
+        ).fetchone()[0]
+    assert count == 3_000_000

@@ -101,6 +101,7 @@ def dbt_env(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         **{k: v for k, v in settings.as_env().items() if k.startswith("SEARCHFLOW_DUCKDB_")},
     }
+    settings.duckdb_config()  # creates the spill folder dbt-duckdb's temp_directory names
     if target == "postgres":
         if postgres_url is None:
             from searchflow.services import postgres_url as resolve
