@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from searchflow import audit as audit_log
 from searchflow import ledger, warehouse
 from searchflow.config import Settings
 from searchflow.errors import GateFailed, SearchflowError, UsageError
@@ -473,6 +474,17 @@ def gated_sync(
             counts=_counts(report),
             flow_run_id=flow_run_id,
         )
+        audit_log.record(
+            con,
+            "sync",
+            target=name,
+            touched={
+                "run_id": report["run_id"],
+                "mart_version": version,
+                **{k: report.get(k, 0) for k in ("inserted", "updated", "deleted")},
+            },
+            flow_run_id=flow_run_id,
+        )
     with warehouse_guard():  # the gate counts the mart's rows in the file
         outcome, failure = audit("sync", settings, summary)
     return _verdict(settings, "sync", summary, outcome, failure, warehouse_guard, on_gate=on_gate)
@@ -519,7 +531,30 @@ def gated_syncs(
 def release(
     settings: Settings, batch_id: str, *, force: bool = False, guard: Guard = nullcontext
 ) -> dict[str, Any]:
-    """Gate a held batch again; publish it on pass or with ``force`` (recorded as forced)."""
+    """Gate a held batch again; publish it on pass or with ``force`` (recorded as forced).
+
+    Audited (``ops.audit``) whatever the verdict: a release that fails its gate again is a write
+    attempt too.
+    """
+    outcome = "failed"
+    try:
+        result = _release(settings, batch_id, force=force, guard=guard)
+        outcome = (result.get("gate") or {}).get("outcome") or "released"
+        return result
+    except GateFailed:
+        outcome = "held"
+        raise
+    finally:
+        with ledger_session(settings, guard) as con:
+            row = ledger.get(con, batch_id)
+            if row is not None:
+                touched = {"stage": row["stage"], "state": row["state"], "outcome": outcome}
+                audit_log.record(con, "release", target=batch_id, touched=touched)
+
+
+def _release(
+    settings: Settings, batch_id: str, *, force: bool = False, guard: Guard = nullcontext
+) -> dict[str, Any]:
     with ledger_session(settings, guard) as con:
         row = ledger.get(con, batch_id)
     if row is None:
@@ -575,4 +610,8 @@ def discard(settings: Settings, batch_id: str, *, guard: Guard = nullcontext) ->
         where = held_path(settings, batch_id)
         if drop_held(settings, batch_id):
             removed["held"] = str(where)
+    with ledger_session(settings, guard) as con:
+        audit_log.record(
+            con, "discard", target=batch_id, touched={"stage": row["stage"], **removed}
+        )
     return {**updated, "removed": removed}
