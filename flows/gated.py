@@ -268,8 +268,11 @@ def gated_ingest(
     parent_batch_id: str = "",
     warehouse_guard: Guard = nullcontext,
     on_gate: OnGate = None,
+    extract: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Land what is new from ``source``, gate the landed batch, publish or hold it.
+
+    ``extract``: the app source's options (``full``, ``since``, ``until``; see run_ingestion).
 
     A batch that read nothing new (or only duplicates) is neither recorded nor gated. Batches a
     crashed run left behind are gated first, so their rows do not wait for a person.
@@ -279,7 +282,12 @@ def gated_ingest(
     recovered = recover_ingestions(settings, warehouse_guard)
     with warehouse_guard():
         summary = run_ingestion(
-            settings, source, path=path, consumer=consumer, flow_run_id=flow_run_id
+            settings,
+            source,
+            path=path,
+            consumer=consumer,
+            flow_run_id=flow_run_id,
+            **dict(extract or {}),
         )
     if recovered:
         summary["recovered"] = [

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from generator import vocab
 from generator.config import GeneratorConfig
 from generator.text import US_PER_DAY, digits, fragments
+from searchflow.appdb import STATUSES, TIERS  # what ingestion accepts
 
 RECORD_TYPES: tuple[str, ...] = ("users", "bookings")
 USER_RECORD_STREAM, BOOKING_RECORD_STREAM = 4, 5  # numpy streams beside the simulation's
@@ -39,8 +40,6 @@ CHANGES = 4  # profile changes drawn per user (some fall years after any run)
 SIGNUP_START = datetime(2020, 1, 1)
 SIGNUP_END = datetime(2023, 1, 1)
 MEAN_CHANGE_GAP_DAYS = 300.0
-TIERS: tuple[str, ...] = ("basic", "silver", "gold", "platinum")
-STATUSES: tuple[str, ...] = ("confirmed", "cancelled", "refunded")
 CHANGE_KINDS: tuple[str, ...] = ("tier", "move", "consent")
 CHANGE_WEIGHTS = np.array([0.45, 0.2, 0.35])
 CANCEL_SHARE = 0.08

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means localhost, then embedded."
     )
+    source_url: str | None = Field(
+        default=None,
+        description="The application database (app.users, app.bookings) that `ingest --source app`"
+        " and `source reconcile` read, always read-only; unset means the PostgreSQL URL.",
+    )
     probe_localhost: bool = Field(
         default=True,
         description="Try Postgres/Redis on localhost's default ports before starting embedded ones.",
@@ -76,6 +81,13 @@ class Settings(BaseSettings):
     dq_rate_tolerance: float = Field(
         default=0.5, ge=0, description="Generation gate: relative band around the configured rates."
     )
+    dq_min_source_accuracy: float = Field(
+        default=0.999,
+        ge=0,
+        le=1,
+        description="Ingestion gate of an app batch: least share of source rows the raw layer "
+        "matches (source reconcile's accuracy).",
+    )
     dq_future_seconds: int = Field(
         default=300, ge=0, description="Ingestion gate: clock skew allowed for event times."
     )
@@ -103,7 +115,7 @@ class Settings(BaseSettings):
         description="Slack-compatible webhook the Prefect alerts post to; unset creates no alerts.",
     )
 
-    @field_validator("postgres_url", "redis_url", "alert_webhook_url", mode="before")
+    @field_validator("postgres_url", "redis_url", "source_url", "alert_webhook_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "reconcile",
         "Report drift between a mart and its destination.",
     ),
+    "source": (
+        "searchflow.cli.source",
+        "source",
+        "The application database: reconcile it with the warehouse.",
+    ),
     "batches": (
         "searchflow.cli.batches",
         "batches",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,33 @@ def _human(summary: Mapping[str, Any]) -> str:
     default=None,
     help="Redis consumer name [default: ingest-<hostname>, stable across restarts].",
 )
+@click.option(
+    "--full", is_flag=True, help="--source app: re-extract every row, not only the new ones."
+)
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    default=None,
+    help="--source app: backfill rows updated from this UTC time (or date) on.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(),
+    default=None,
+    help="--source app: backfill rows updated before this UTC time (or date).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def ingest(source: str, path: Path | None, consumer: str | None, as_json: bool) -> None:
-    """Land new events from jsonl, redis or postgres; re-runs land nothing twice.
+def ingest(
+    source: str,
+    path: Path | None,
+    consumer: str | None,
+    full: bool,
+    since: datetime | None,
+    until: datetime | None,
+    as_json: bool,
+) -> None:
+    """Land new events from jsonl, redis or postgres, or the application's users and bookings
+    (app); re-runs land nothing twice.
 
     Malformed lines go to raw.dead_letter_events with their reason; counts reconcile:
     read = landed + duplicates + dead_letters. The ingestion gate then judges the landed batch:
@@ -58,5 +83,13 @@ def ingest(source: str, path: Path | None, consumer: str | None, as_json: bool) 
 
     settings = get_settings()
     run_and_report(
-        lambda: gated_ingest(settings, source, path=path, consumer=consumer), as_json, _human
+        lambda: gated_ingest(
+            settings,
+            source,
+            path=path,
+            consumer=consumer,
+            extract={"full": full, "since": since, "until": until} if source == "app" else None,
+        ),
+        as_json,
+        _human,
     )

@@ -68,10 +68,13 @@ def land_chunks(
     *,
     folder: Path,
     after_commit: Callable[[dict[str, Any]], None] | None = None,
+    land: Callable[..., dict[str, dict[str, int]]] = land_chunk,
 ) -> None:
     """Land every chunk a reader yields, each in its own transaction (see the module docstring).
 
-    ``folder`` is where the warehouse writes, for the message of a full disk.
+    ``folder`` is where the warehouse writes, for the message of a full disk. ``land`` lands one
+    chunk (:func:`~searchflow.ingest.land.land_chunk` for events; the application's records
+    have their own, :func:`searchflow.ingest.app.land_records`).
     """
     with contextlib.closing(chunks):  # a failure closes the reader, which drops its relation
         for chunk in chunks:
@@ -93,7 +96,7 @@ def land_chunks(
                 )
 
             try:
-                counts = land_chunk(
+                counts = land(
                     con,
                     INPUT,
                     landing.source,

@@ -147,6 +147,24 @@ def _read(settings: Settings) -> Any:
     return read
 
 
+def _app_landed(con: Any, batch_id: str) -> dict[str, int]:
+    """Rows an ``app`` batch landed per application table (none for an events batch)."""
+    landed = {}
+    for name in ("app_users", "app_bookings"):
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = 'raw' AND table_name = $name",
+            {"name": name},
+        ).fetchone()[0]
+        if exists:
+            n = con.execute(
+                f"SELECT count(*) FROM raw.{name} WHERE batch_id = $batch", {"batch": batch_id}
+            ).fetchone()[0]
+            if n:
+                landed[name] = int(n)
+    return landed
+
+
 def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
     """The ingestion batch's rule figures (one DuckDB query per type), dead letters, re-landed ids.
 
@@ -168,13 +186,17 @@ def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
         before = sum(
             con.execute(_LANDED_BEFORE.format(t=t), params).fetchone()[0] for t in EVENT_TYPES
         )
-    landed = sum(landed_by_type.values())
+        app_landed = _app_landed(con, batch_id)
+    landed = sum(landed_by_type.values()) + sum(app_landed.values())
     rules.figures.update(
         landed=landed,
         dead_letters=int(dead),
         dead_letter_share=dead / (landed + dead) if landed + dead else 0.0,
         ids_landed_before=int(before),
+        # app batches: the source against the raw layer (ingest/app.py); event batches: 1
+        source_accuracy=float(summary.get("source_accuracy", 1.0)),
     )
+    landed_by_type.update(app_landed)
     return StageBatch(
         checkpoint="ingestion",
         frames={"ingestion.batch": rules.frame()},
@@ -182,6 +204,7 @@ def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
             "max_orphan_share": settings.dq_max_orphan_share,
             "max_dead_letter_share": settings.dq_max_dead_letter_share,
             "max_seconds_ahead": settings.dq_future_seconds,
+            "min_source_accuracy": settings.dq_min_source_accuracy,
         },
         counts={**landed_by_type, "dead_letters": int(dead)},
         rules={"ingestion.batch": rules},

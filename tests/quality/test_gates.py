@@ -193,7 +193,7 @@ def test_ingestion_fails_on_30_percent_malformed_and_leaves_docs(settings: Setti
     assert "column_max_to_be_between(dead_letter_share) observed 0.3" in str(err.value)
     outcome = err.value.outcome
     # what the batch ledger records: the outcome, one reason per failed expectation, the count
-    assert outcome["status"] == "failed" and outcome["evaluated"] == 13
+    assert outcome["status"] == "failed" and outcome["evaluated"] == 14
     [reason] = outcome["reasons"]
     assert reason == (
         "ingestion.batch: column_max_to_be_between(dead_letter_share) observed 0.3, "
@@ -202,7 +202,7 @@ def test_ingestion_fails_on_30_percent_malformed_and_leaves_docs(settings: Setti
     )
     assert "\n" not in reason
     rows = {r["expectation"]: r for r in outcome["expectations"]}
-    assert len(rows) == 13
+    assert len(rows) == 14
     assert rows["column_max_to_be_between(dead_letter_share)"]["status"] == "failed"
     home = settings.home_path / "quality"
     assert (home / "data_docs" / "index.html").exists()

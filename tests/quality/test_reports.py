@@ -56,5 +56,5 @@ def test_inside_a_flow_run_the_outcome_becomes_a_table_artifact(settings: Settin
     assert artifact.type == "table"
     assert "gate **passed**" in (artifact.description or "")
     rows = json.loads(artifact.data)  # a table artifact's data is its rows as JSON
-    assert len(rows) == outcome["evaluated"] == 13
+    assert len(rows) == outcome["evaluated"] == 14
     assert {r["status"] for r in rows} == {"passed"}

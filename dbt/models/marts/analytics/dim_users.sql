@@ -1,6 +1,9 @@
 -- One row per known user (anonymous events are left out): when they were first and last seen,
 -- their first-touch context and lifetime totals. Totals count every event of the user; conversions
 -- and lifetime value count every booking, journey_conversions only those within the window.
+-- lifetime_value is gross (every booking's value); net_lifetime_value counts only bookings whose
+-- status in the application database is confirmed now (cancelled and refunded ones left out; a
+-- booking the application has not reported yet counts as confirmed).
 with int_search_sessions as (
     select * from {{ ref('int_search_sessions') }}
 ),
@@ -27,14 +30,24 @@ sessions as (
     group by user_id
 ),
 
+-- The booking's status now, from the application database (absent: no app record yet, confirmed).
+booking_status as (
+    select booking_id, status
+    from {{ ref('int_booking_status_history') }}
+    where dbt_valid_to is null
+),
+
 bookings as (
     select
-        user_id,
-        sum(booking_value) as lifetime_value,
-        sum(case when is_within_window then 1 else 0 end) as journey_conversions
-    from int_conversions
-    where user_id is not null
-    group by user_id
+        c.user_id,
+        sum(c.booking_value) as lifetime_value,
+        sum(case when coalesce(b.status, 'confirmed') = 'confirmed' then c.booking_value else 0 end)
+            as net_lifetime_value,
+        sum(case when c.is_within_window then 1 else 0 end) as journey_conversions
+    from int_conversions as c
+    left join booking_status as b on b.booking_id = c.conversion_id
+    where c.user_id is not null
+    group by c.user_id
 ),
 
 searches as (
@@ -72,6 +85,7 @@ select
     cast(s.total_conversions as bigint) as total_conversions,
     cast(coalesce(b.journey_conversions, 0) as bigint) as journey_conversions,
     cast(coalesce(b.lifetime_value, 0) as {{ money_type() }}) as lifetime_value,
+    cast(coalesce(b.net_lifetime_value, 0) as {{ money_type() }}) as net_lifetime_value,
     cast(coalesce(d.distinct_destinations, 0) as bigint) as distinct_destinations
 from sessions as s
 left join searches as f on f.user_id = s.user_id and f.search_number = 1
