@@ -27,6 +27,7 @@ select
     u.total_clicks,
     u.total_conversions,
     cast(u.lifetime_value as {{ money_type() }}) as lifetime_value,
+    cast(u.net_lifetime_value as {{ money_type() }}) as net_lifetime_value,
     u.first_seen_at,
     u.last_seen_at,
     a.as_of
