@@ -16,7 +16,8 @@ What fires, once each:
 - **a missed freshness SLA** (proactive): a generated batch passed its gate and no ingestion batch
   passed within ``FRESHNESS_SLA``, i.e. data is generated but nothing reaches the warehouse.
 
-Each message names the stage, the batch, the reasons and links the flow run in the UI.
+Each message names the stage, the batch, the reasons and links the flow run in the UI (or
+names its id when the server has no UI URL).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ GATE_BODY = """\
 stage: {{ event.resource['searchflow.stage'] }}
 batch: {{ event.payload.batch_id }}
 failed expectations: {{ event.payload.reason }}
-run: {% if flow_run %}{{ flow_run|ui_url }}{% else %}not run by Prefect{% endif %}"""
+run: {% if flow_run %}{{ flow_run|ui_url or 'flow run ' ~ flow_run.id }}{% else %}not run by Prefect{% endif %}"""
 
 RUN_SUBJECT = (
     "SearchFlow: flow run {{ flow_run.name }} of {{ flow.name }} ended "
@@ -57,7 +58,7 @@ stage: {{ flow.name }}
 batch: {{ flow_run.parameters.get('parent_batch_id') or 'not started from a batch' }}
 failed expectations: none (not a gate failure)
 reason: {{ event.resource['prefect.state-message'] or 'no message' }}
-run: {{ flow_run|ui_url }}"""
+run: {{ flow_run|ui_url or 'flow run ' ~ flow_run.id }}"""
 
 FRESHNESS_SUBJECT = "SearchFlow: no ingestion batch passed its gate for {minutes} minutes"
 FRESHNESS_BODY = """\
