@@ -1,11 +1,14 @@
 -- A user with 3+ conversions is power, 1-2 regular, 0 with 3+ clicks engaged, 0 with fewer clicks
 -- casual when seen within var('casual_recency_days') of as_of, else dormant. Recomputed from
--- int_conversions and int_search_sessions, not from the mart's own counts.
+-- int_conversions and int_search_sessions, not from the mart's own counts. Conversions are net:
+-- a booking whose current status in the application database is cancelled or refunded is left out.
 with conversions as (
-    select user_id, count(*) as conversions
-    from {{ ref('int_conversions') }}
-    where user_id is not null
-    group by user_id
+    select c.user_id, count(*) as conversions
+    from {{ ref('int_conversions') }} as c
+    left join {{ ref('int_booking_status_history') }} as b
+        on b.booking_id = c.conversion_id and b.dbt_valid_to is null
+    where c.user_id is not null and coalesce(b.status, 'confirmed') = 'confirmed'
+    group by c.user_id
 ),
 
 activity as (

@@ -23,6 +23,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("first_seen_at", "timestamptz"),
         ("last_seen_at", "timestamptz"),
         ("as_of", "timestamptz"),
+        ("engagement_score", "bigint"),
+        ("primary_platform", "text"),
+        ("primary_country", "text"),
         ("synced_at", "timestamptz NOT NULL DEFAULT now()"),
         # The crm.sync_runs run that last wrote the row (audit; never compared).
         ("sync_run_id", "text"),

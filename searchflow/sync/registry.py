@@ -26,6 +26,9 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "first_seen_at",
         "last_seen_at",
         "as_of",
+        "engagement_score",
+        "primary_platform",
+        "primary_country",
     ),
     "email_triggers": (
         "trigger_id",

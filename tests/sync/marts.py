@@ -10,7 +10,8 @@ MART_DDL = {
     "marketing.mart_user_segments": """(
         user_id VARCHAR, segment VARCHAR, total_searches BIGINT, total_clicks BIGINT,
         total_conversions BIGINT, lifetime_value DECIMAL(14, 2), first_seen_at TIMESTAMP,
-        last_seen_at TIMESTAMP, as_of TIMESTAMP)""",
+        last_seen_at TIMESTAMP, as_of TIMESTAMP, engagement_score BIGINT,
+        primary_platform VARCHAR, primary_country VARCHAR)""",
     "marketing.mart_email_triggers": """(
         trigger_id VARCHAR, user_id VARCHAR, session_id VARCHAR, trigger_type VARCHAR,
         destination VARCHAR, searches_in_session BIGINT, session_started_at TIMESTAMP,
@@ -35,6 +36,9 @@ def segment_row(i: int, segment: str | None = None, searches: int | None = None)
         AS_OF - timedelta(days=30 + i % 7),
         AS_OF - timedelta(hours=i % 48),
         AS_OF,
+        i * 2,
+        ("web", "ios", "android")[i % 3],
+        ("US", "FR", None)[i % 3],
     )
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 
 WINDOW = pd.Timedelta(hours=24)
 CASUAL_DAYS = pd.Timedelta(days=14)
+ENGAGEMENT_DAYS = pd.Timedelta(days=30)
+ENGAGEMENT_WEIGHTS = {"search": 1, "click": 3, "conversion": 5}
 
 
 def _events(con: duckdb.DuckDBPyConnection, event_type: str) -> pd.DataFrame:
@@ -54,6 +56,8 @@ class Expected:
     revenue: Decimal
     segments: dict[str, str]
     as_of: pd.Timestamp
+    # user -> (engagement_score, primary_platform, primary_country)
+    crm_fields: dict[str, tuple[int, str | None, str | None]]
 
 
 def recompute(con: duckdb.DuckDBPyConnection) -> Expected:
@@ -102,6 +106,7 @@ def recompute(con: duckdb.DuckDBPyConnection) -> Expected:
         else:
             segment = "dormant"
         segments[str(user_id)] = segment
+    crm_fields = _crm_fields(known, searches, as_of, list(segments))
     return Expected(
         searches=len(searches),
         clicks=len(clicks),
@@ -109,7 +114,37 @@ def recompute(con: duckdb.DuckDBPyConnection) -> Expected:
         revenue=revenue,
         segments=segments,
         as_of=pd.Timestamp(as_of),
+        crm_fields=crm_fields,
     )
+
+
+def _most_common(values: pd.Series) -> str | None:
+    """The value of most rows, ties alphabetically first; None when no row names one."""
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        return None
+    top = counts.max()
+    return str(min(v for v, n in counts.items() if n == top))
+
+
+def _crm_fields(
+    known: pd.DataFrame, searches: pd.DataFrame, as_of: object, users: list[str]
+) -> dict[str, tuple[int, str | None, str | None]]:
+    """engagement_score, primary_platform and primary_country per user, from the spec's words."""
+    recent = known[known["event_time"] > pd.Timestamp(as_of) - ENGAGEMENT_DAYS]
+    scores = recent.groupby("user_id")["kind"].agg(lambda k: sum(ENGAGEMENT_WEIGHTS[x] for x in k))
+    country = searches["geo"].map(lambda g: g.get("country") if isinstance(g, dict) else None)
+    frame = pd.DataFrame(
+        {"user_id": searches["user_id"], "platform": searches.get("platform"), "country": country}
+    ).dropna(subset=["user_id"])
+    by_user = {str(u): g for u, g in frame.groupby("user_id")}
+    out = {}
+    for user in users:
+        group = by_user.get(user)
+        platform = _most_common(group["platform"]) if group is not None else None
+        place = _most_common(group["country"]) if group is not None else None
+        out[user] = (int(scores.get(user, 0)), platform, place)
+    return out
 
 
 def mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -144,6 +179,17 @@ def mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
             f"{u}: {got_segments.get(u)} != {expected.segments[u]}" for u in wrong[:5]
         )
         problems.append(f"{len(wrong)} segments differ ({sample})")
+    fields = {
+        r[0]: (int(r[1]), r[2], r[3])
+        for r in con.execute(
+            "SELECT user_id, engagement_score, primary_platform, primary_country "
+            "FROM marketing.mart_user_segments"
+        ).fetchall()
+    }
+    off = [u for u in expected.crm_fields if fields.get(u) != expected.crm_fields[u]]
+    if off:
+        sample = ", ".join(f"{u}: {fields.get(u)} != {expected.crm_fields[u]}" for u in off[:5])
+        problems.append(f"{len(off)} users' engagement/platform/country differ ({sample})")
     if rows and pd.Timestamp(rows[0][2]) != expected.as_of:
         problems.append(f"as_of {rows[0][2]} != latest event time {expected.as_of}")
     return problems

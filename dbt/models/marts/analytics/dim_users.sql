@@ -43,6 +43,8 @@ bookings as (
         sum(c.booking_value) as lifetime_value,
         sum(case when coalesce(b.status, 'confirmed') = 'confirmed' then c.booking_value else 0 end)
             as net_lifetime_value,
+        sum(case when coalesce(b.status, 'confirmed') = 'confirmed' then 1 else 0 end)
+            as net_conversions,
         sum(case when c.is_within_window then 1 else 0 end) as journey_conversions
     from int_conversions as c
     left join booking_status as b on b.booking_id = c.conversion_id
@@ -86,6 +88,7 @@ select
     cast(coalesce(b.journey_conversions, 0) as bigint) as journey_conversions,
     cast(coalesce(b.lifetime_value, 0) as {{ money_type() }}) as lifetime_value,
     cast(coalesce(b.net_lifetime_value, 0) as {{ money_type() }}) as net_lifetime_value,
+    cast(coalesce(b.net_conversions, 0) as bigint) as net_conversions,
     cast(coalesce(d.distinct_destinations, 0) as bigint) as distinct_destinations
 from sessions as s
 left join searches as f on f.user_id = s.user_id and f.search_number = 1

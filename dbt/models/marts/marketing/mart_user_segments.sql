@@ -6,12 +6,57 @@
 --   dormant  the rest
 -- Conversions here are all the user's bookings (inside or outside the journey window): a booking
 -- made 25 hours after its click is still a booking of that user.
+-- Beside the segment, what the CRM expects (see the model's docs): engagement_score (searches +
+-- 3 x clicks + 5 x bookings over the var('engagement_days') days up to as_of), primary_platform and
+-- primary_country (the value of most of the user's searches; ties: alphabetically first).
 with dim_users as (
     select * from {{ ref('dim_users') }}
 ),
 
 int_as_of as (
     select * from {{ ref('int_as_of') }}
+),
+
+recent as (
+    select e.user_id, e.weight
+    from (
+        select user_id, event_time, 1 as weight from {{ ref('stg_search_events') }}
+        union all
+        select user_id, event_time, 3 from {{ ref('stg_click_events') }}
+        union all
+        select user_id, event_time, 5 from {{ ref('stg_conversion_events') }}
+    ) as e
+    cross join int_as_of as a
+    where e.user_id is not null
+      and e.event_time > {{ dbt.dateadd('day', -1 * var('engagement_days'), 'a.as_of') }}
+),
+
+engagement as (
+    select user_id, sum(weight) as engagement_score
+    from recent
+    group by user_id
+),
+
+searches as (
+    select user_id, platform, country
+    from {{ ref('stg_search_events') }}
+    where user_id is not null
+),
+
+primary_platforms as (
+    select user_id, platform as primary_platform
+    from searches
+    where platform is not null
+    group by user_id, platform
+    qualify row_number() over (partition by user_id order by count(*) desc, platform) = 1
+),
+
+primary_countries as (
+    select user_id, country as primary_country
+    from searches
+    where country is not null
+    group by user_id, country
+    qualify row_number() over (partition by user_id order by count(*) desc, country) = 1
 )
 
 select
@@ -30,6 +75,12 @@ select
     cast(u.net_lifetime_value as {{ money_type() }}) as net_lifetime_value,
     u.first_seen_at,
     u.last_seen_at,
-    a.as_of
+    a.as_of,
+    cast(coalesce(g.engagement_score, 0) as bigint) as engagement_score,
+    p.primary_platform,
+    c.primary_country
 from dim_users as u
 cross join int_as_of as a
+left join engagement as g on g.user_id = u.user_id
+left join primary_platforms as p on p.user_id = u.user_id
+left join primary_countries as c on c.user_id = u.user_id
