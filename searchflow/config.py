@@ -95,6 +95,21 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Recommendations gate: reco:* keys sampled."
     )
 
+    # Retention (`searchflow retention apply`): ages against the latest event time, not the clock.
+    retention_raw_days: int = Field(
+        default=400, ge=1, description="Raw events older than this many days are deleted."
+    )
+    retention_dead_letter_days: int = Field(
+        default=90, ge=1, description="Dead letters older than this many days are deleted."
+    )
+    retention_quality_days: int = Field(
+        default=180, ge=1, description="Quarantined rows older than this many days are deleted."
+    )
+    pii_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for forgotten users' hashes (unset: generated in the data folder).",
+    )
+
     retry_delay_seconds: float = Field(
         default=2.0,
         ge=0,

@@ -44,6 +44,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "source",
         "The application database: reconcile it with the warehouse.",
     ),
+    "retention": (
+        "searchflow.cli.retention",
+        "retention",
+        "Enforce the retention policy (ages against the latest event).",
+    ),
+    "forget": (
+        "searchflow.cli.forget",
+        "forget",
+        "Erase one user everywhere SearchFlow keeps data.",
+    ),
     "batches": (
         "searchflow.cli.batches",
         "batches",
