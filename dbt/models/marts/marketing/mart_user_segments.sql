@@ -1,11 +1,13 @@
 -- One row per known user with the segment the spec defines, as of the latest event time:
---   power    3+ conversions
---   regular  1-2 conversions
+--   power    3+ net conversions
+--   regular  1-2 net conversions
 --   engaged  no conversion and 3+ clicks
 --   casual   no conversion, under 3 clicks, last seen within var('casual_recency_days') of as_of
 --   dormant  the rest
 -- Conversions here are all the user's bookings (inside or outside the journey window): a booking
--- made 25 hours after its click is still a booking of that user.
+-- made 25 hours after its click is still a booking of that user. Segments count NET bookings:
+-- one the application database says is cancelled or refunded now does not count (dim_users
+-- net_conversions; a booking not reported by the application yet counts).
 -- Beside the segment, what the CRM expects (see the model's docs): engagement_score (searches +
 -- 3 x clicks + 5 x bookings over the var('engagement_days') days up to as_of), primary_platform and
 -- primary_country (the value of most of the user's searches; ties: alphabetically first).
@@ -62,8 +64,8 @@ primary_countries as (
 select
     u.user_id,
     case
-        when u.total_conversions >= 3 then 'power'
-        when u.total_conversions >= 1 then 'regular'
+        when u.net_conversions >= 3 then 'power'
+        when u.net_conversions >= 1 then 'regular'
         when u.total_clicks >= 3 then 'engaged'
         when u.last_seen_at >= {{ dbt.dateadd('day', -1 * var('casual_recency_days'), 'a.as_of') }} then 'casual'
         else 'dormant'
