@@ -44,6 +44,23 @@ def _events(con: duckdb.DuckDBPyConnection, event_type: str) -> pd.DataFrame:
     return frame
 
 
+def _lost_bookings(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Bookings whose newest version the application reports as cancelled or refunded."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'raw' AND table_name = 'app_bookings'"
+    ).fetchone()[0]
+    if not exists:
+        return set()
+    rows = con.execute(
+        "SELECT booking_id FROM raw.app_bookings WHERE batch_id IN (SELECT batch_id FROM "
+        "ops.batches WHERE stage = 'ingestion' AND state = 'published') "
+        "QUALIFY row_number() OVER (PARTITION BY booking_id ORDER BY updated_at DESC) = 1 "
+        "AND status <> 'confirmed'"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _cents(value: object) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
 
@@ -88,11 +105,16 @@ def recompute(con: duckdb.DuckDBPyConnection) -> Expected:
             conversions[["user_id", "event_time"]].assign(kind="conversion"),
         ]
     ).dropna(subset=["user_id"])
+    # Segments count net bookings: a conversion whose booking the application now reports as
+    # cancelled or refunded (newest version in raw.app_bookings of a published batch) is left out.
+    lost = _lost_bookings(con)
+    net = conversions[~conversions["event_id"].isin(lost)] if len(conversions) else conversions
     per_user = known.groupby("user_id").agg(
         last_seen=("event_time", "max"),
         clicks=("kind", lambda k: int((k == "click").sum())),
-        conversions=("kind", lambda k: int((k == "conversion").sum())),
     )
+    net_counts = net.dropna(subset=["user_id"]).groupby("user_id").size()
+    per_user["conversions"] = net_counts.reindex(per_user.index, fill_value=0).astype(int)
     segments: dict[str, str] = {}
     for user_id, row in per_user.iterrows():
         if row.conversions >= 3:
