@@ -39,6 +39,8 @@ from searchflow.contract import WAREHOUSE_LIMIT
 from searchflow.errors import SearchflowError, UsageError
 
 WAREHOUSE_SLOTS = 1
+# The scheduled deployment of flows/sweep.py (flow/deployment), paused by prepare(sweeper=False).
+SWEEPER = "sweep/sweep"
 
 
 @dataclass
@@ -270,12 +272,15 @@ async def _server_side(pool: str) -> tuple[str, bool, bool]:
 
 
 async def _after_deploy(
-    configs: list[dict[str, Any]], webhook_url: str | None
+    configs: list[dict[str, Any]], webhook_url: str | None, sweeper: bool | None = None
 ) -> tuple[dict[str, str], dict[str, list[str]], str, dict[str, Any]]:
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
         deployed = await read_deployment_ids(client, configs)
+        for name, deployment_id in deployed.items():
+            if name == SWEEPER and sweeper is not None:
+                await client.set_deployment_paused_state(deployment_id, not sweeper)
         automations = await read_automations(client, deployed)
         crash = await ensure_crash_automation(client)
         alerts = await ensure_alerts(client, webhook_url)
@@ -287,9 +292,14 @@ def prepare(
     pool: str = DEFAULT_POOL,
     project_dir: Path = PROJECT_DIR,
     alert_webhook_url: str | None = None,
+    sweeper: bool | None = None,
 ) -> Prepared:
     """Work pool, warehouse limit, every deployment, crash detection and the alerts on the server
-    at ``api_url``; idempotent. ``alert_webhook_url`` defaults to SEARCHFLOW_ALERT_WEBHOOK_URL."""
+    at ``api_url``; idempotent. ``alert_webhook_url`` defaults to SEARCHFLOW_ALERT_WEBHOOK_URL.
+
+    ``sweeper=False`` pauses the scheduled ``sweep`` deployment (for tests that follow one chain
+    and must not see runs the sweeper starts, or a later test's worker pick them up), True resumes
+    it, None leaves it as it is (a new deployment starts active)."""
     from searchflow.config import get_settings
 
     webhook_url = alert_webhook_url or get_settings().alert_webhook_url
@@ -298,7 +308,9 @@ def prepare(
     with api(api_url):
         pool_type, pool_created, limit_created = asyncio.run(_server_side(pool))
         deploy_all(api_url, project, pool, project_dir)
-        deployed, automations, crash, alerts = asyncio.run(_after_deploy(configs, webhook_url))
+        deployed, automations, crash, alerts = asyncio.run(
+            _after_deploy(configs, webhook_url, sweeper)
+        )
     return Prepared(
         api_url=api_url,
         pool=pool,

@@ -22,10 +22,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 @pytest.fixture(scope="session")
 def prepared(prefect_server: PrefectServer):
-    """The pool, the warehouse limit and every deployment, applied once for the session."""
+    """The pool, the warehouse limit and every deployment, applied once for the session; the
+    sweeper paused, so its runs never mix with the chain a test follows (or outlive the test)."""
     from deployments.prepare import prepare
 
-    return prepare(prefect_server.api_url)
+    return prepare(prefect_server.api_url, sweeper=False)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ async def _server_state() -> dict:
 
 @pytest.mark.prefect_server
 def test_deploy_is_idempotent(prefect_server, prepared) -> None:
-    again = prepare(prefect_server.api_url)
+    again = prepare(prefect_server.api_url, sweeper=False)
     assert again.deployments == prepared.deployments  # upserted, same ids
     assert not again.pool_created and not again.limit_created
     for name, automations in again.automations.items():
@@ -88,12 +88,12 @@ def test_deploy_points_every_deployment_at_another_pool(prefect_server, prepared
     """`--pool` reaches every deployment (plain `prefect deploy --all` ignores it); deploying to
     the default pool again puts them back."""
     other = "searchflow-other"
-    moved = prepare(prefect_server.api_url, other)
+    moved = prepare(prefect_server.api_url, other, sweeper=False)
     try:
         assert moved.pool_created and moved.deployments == prepared.deployments
         with api(prefect_server.api_url):
             state = asyncio.run(_server_state())
         assert {d.work_pool_name for d in state["deployments"].values()} == {other}
     finally:
-        back = prepare(prefect_server.api_url)
+        back = prepare(prefect_server.api_url, sweeper=False)
     assert back.deployments == prepared.deployments
