@@ -1,0 +1,79 @@
+"""Keyed hashes of user ids, and the suppression list of forgotten users.
+
+A forgotten user must not come back from a source, yet their id must not be kept either: the
+suppression list holds HMAC-SHA256 hashes of the ids under ``SEARCHFLOW_PII_KEY``. Without the
+key a hash cannot be turned back into an id, nor recomputed for a guess. When the setting is unset
+a random key is generated on first use and kept in the data folder, readable only by its owner
+(production sets the setting, so that the hashes survive a new data folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from searchflow.config import Settings
+
+KEY_FILE = "pii.key"
+SUPPRESSED = "ops.suppressed_users"
+
+
+def key_path(settings: Settings) -> Path:
+    return settings.home_path / KEY_FILE
+
+
+def pii_key(settings: Settings) -> bytes:
+    """The HMAC key: the setting, else the data folder's key file (created 0600 on first use)."""
+    if settings.pii_key is not None and settings.pii_key.get_secret_value():
+        return settings.pii_key.get_secret_value().encode()
+    path = key_path(settings)
+    if not path.exists():
+        settings.ensure_home()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    os.chmod(path, 0o600)
+    return path.read_text().strip().encode()
+
+
+def user_hash(settings: Settings, user_id: str) -> str:
+    """The keyed hash of one user id (hex)."""
+    return hmac.new(pii_key(settings), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def ensure_suppression(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SUPPRESSED} ("
+        "user_hash VARCHAR PRIMARY KEY, forgotten_at TIMESTAMP NOT NULL)"
+    )
+
+
+def suppress(con: duckdb.DuckDBPyConnection, hashed: str) -> None:
+    """Add a hash to the suppression list (idempotent)."""
+    ensure_suppression(con)
+    con.execute(
+        f"INSERT INTO {SUPPRESSED} VALUES (?, ?) ON CONFLICT DO NOTHING",
+        [hashed, datetime.now(UTC).replace(tzinfo=None)],
+    )
+
+
+def suppressed_hashes(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Every forgotten user's hash (empty when nobody was forgotten yet)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
+        "AND table_name = 'suppressed_users'"
+    ).fetchone()[0]
+    if not exists:
+        return frozenset()
+    return frozenset(r[0] for r in con.execute(f"SELECT user_hash FROM {SUPPRESSED}").fetchall())
+
+
+def is_suppressed(settings: Settings, hashes: frozenset[str], user_id: str | None) -> bool:
+    return bool(hashes) and user_id is not None and user_hash(settings, user_id) in hashes

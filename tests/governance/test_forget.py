@@ -1,0 +1,111 @@
+"""searchflow forget: after the chain and the syncs, no trace of the user's id remains."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+import psycopg2
+import pytest
+import redis
+from click.testing import CliRunner
+
+from searchflow import audit, pii, warehouse
+from searchflow.cli import cli
+
+pytestmark = pytest.mark.services
+
+
+def _pattern(user_id: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w.@-]){re.escape(user_id)}(?![\w@-])")
+
+
+def _warehouse_traces(con: duckdb.DuckDBPyConnection, user_id: str) -> list[str]:
+    found = []
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database()"
+    ).fetchall()
+    pattern = _pattern(user_id)
+    for schema, table in tables:
+        if (schema, table) == ("ops", "audit"):
+            continue
+        for row in con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall():
+            if any(isinstance(v, str) and pattern.search(v) for v in row):
+                found.append(f"{schema}.{table}")
+                break
+    return found
+
+
+def _postgres_traces(url: str, user_id: str) -> list[str]:
+    found = []
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'crm'")
+        for (table,) in cur.fetchall():
+            cur.execute(f"SELECT t::text FROM crm.{table} t")
+            if any(_pattern(user_id).search(r[0]) for r in cur.fetchall()):
+                found.append(table)
+    return found
+
+
+def _redis_traces(client: redis.Redis, user_id: str) -> list[str]:
+    pattern, found = _pattern(user_id), []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key).decode()
+        if kind == "string":
+            texts = [client.get(key)]
+        elif kind == "list":
+            texts = client.lrange(key, 0, -1)
+        elif kind == "stream":
+            texts = [v for _, f in client.xrange(key) for v in f.values()]
+        else:
+            texts = []
+        if pattern.search(key.decode()) or any(pattern.search(t.decode()) for t in texts):
+            found.append(key.decode())
+    return found
+
+
+def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, redis_url):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["run", "--events", "3000", "--seed", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute(
+            "SELECT q.user_id FROM crm.email_queue q JOIN crm.user_segments s USING (user_id) "
+            "ORDER BY q.user_id LIMIT 1"
+        )
+        (user_id,) = cur.fetchone()
+    client = redis.Redis.from_url(redis_url)
+    assert _redis_traces(client, user_id) and _postgres_traces(postgres_url, user_id)
+    with warehouse.session(service_settings, read_only=True) as con:
+        assert "raw.search_events" in _warehouse_traces(con, user_id)
+    home = service_settings.home_path
+    jsonl = [p for p in home.rglob("*.jsonl") if _pattern(user_id).search(p.read_text())]
+    assert jsonl, "the chain's JSONL names the user before forget"
+
+    forgotten = runner.invoke(cli, ["forget", user_id, "--json"])
+    assert forgotten.exit_code == 0, forgotten.output
+    summary = json.loads(forgotten.stdout.strip().splitlines()[-1])
+    assert user_id not in forgotten.stdout
+    assert summary["postgres"]["crm.email_queue"] >= 1
+
+    with warehouse.session(service_settings, read_only=True) as con:
+        assert _warehouse_traces(con, user_id) == []
+        hashes = pii.suppressed_hashes(con)
+        log = audit.entries(con, command="forget")
+    assert pii.user_hash(service_settings, user_id) in hashes
+    assert log[0]["target"] == summary["user_hash"] and user_id not in json.dumps(log, default=str)
+    assert _postgres_traces(postgres_url, user_id) == []
+    assert _redis_traces(client, user_id) == []
+    client.close()
+    for path in home.rglob("*"):
+        if path.is_file() and path.suffix in (".jsonl", ".json", ".html"):
+            assert not _pattern(user_id).search(path.read_text(errors="replace")), path
+    key = pii.key_path(service_settings)
+    assert key.stat().st_mode & 0o777 == 0o600
+
+    # The next sync does not bring the user back (the marts no longer hold them).
+    again = runner.invoke(cli, ["sync", "all", "--json"])
+    assert again.exit_code in (0, 3), again.output
+    assert _postgres_traces(postgres_url, user_id) == []
