@@ -46,6 +46,7 @@ def _quote(path: Path) -> str:
 @dataclass(frozen=True)
 class _UserIndex:
     version: str
+    stamp: int  # the file's mtime: a rewrite in place (searchflow forget) replaces the index
     columns: dict[str, list[Any]]
     rows: dict[str, int]
 
@@ -96,17 +97,20 @@ class PublishedData:
         version = self.version()
         if version is None:
             return None
+        path = published.mart_path(self.home, USERS_MART, version)
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
         current = self._users
-        if current is not None and current.version == version:
+        if current is not None and (current.version, current.stamp) == (version, stamp):
             return current
         with self._lock:
-            if self._users is not None and self._users.version == version:
-                return self._users
-            path = published.mart_path(self.home, USERS_MART, version)
-            if not path.exists():
-                return None
+            current = self._users
+            if current is not None and (current.version, current.stamp) == (version, stamp):
+                return current
             table = pq.read_table(path)
             columns = {name: table.column(name).to_pylist() for name in table.column_names}
             rows = {user: i for i, user in enumerate(columns["user_id"])}
-            self._users = _UserIndex(version, columns, rows)
+            self._users = _UserIndex(version, stamp, columns, rows)
             return self._users
