@@ -9,6 +9,7 @@ a random key is generated on first use and kept in the data folder, readable onl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -77,3 +78,26 @@ def suppressed_hashes(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
 
 def is_suppressed(settings: Settings, hashes: frozenset[str], user_id: str | None) -> bool:
     return bool(hashes) and user_id is not None and user_hash(settings, user_id) in hashes
+
+
+def register_suppression(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
+    """Teach an ingest connection who was forgotten: ``sf_suppressed(user_id)`` (see
+    ``searchflow.ingest.land``). Nothing is registered when nobody was; True when it was."""
+    from duckdb.sqltypes import BOOLEAN, VARCHAR
+
+    hashes = suppressed_hashes(con)
+    if not hashes:
+        return False
+    key = pii_key(settings)
+
+    def suppressed(user_id: str | None) -> bool:
+        if user_id is None:
+            return False
+        return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest() in hashes
+
+    with contextlib.suppress(duckdb.Error):
+        con.remove_function("sf_suppressed")
+    con.create_function(
+        "sf_suppressed", suppressed, [VARCHAR], BOOLEAN, null_handling="special", side_effects=False
+    )
+    return True

@@ -45,6 +45,7 @@ from searchflow.ingest.land import (
 )
 from searchflow.ingest.postgres import remove_stale_scratch
 from searchflow.ingest.redis_stream import CLAIM_IDLE_MS, GROUP
+from searchflow.pii import register_suppression
 from searchflow.warehouse import session
 
 __all__ = [
@@ -175,6 +176,7 @@ def run_ingestion(
         if source == APP_SOURCE:
             ensure_app_schema(con)
         remove_stale_scratch(home)  # the warehouse is held: no other ingest is running
+        register_suppression(con, settings)  # forgotten users' events are dropped, counted
         land_chunks(
             con,
             chunks(con, stats),

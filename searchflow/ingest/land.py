@@ -45,7 +45,10 @@ from searchflow.warehouse import (
     zstd_strings,
 )
 
-OUTCOMES: tuple[str, ...] = ("landed", "duplicates", "dead_letters")
+OUTCOMES: tuple[str, ...] = ("landed", "duplicates", "dead_letters", "suppressed")
+# A forgotten user's events are dropped, never landed nor dead-lettered (which would keep their
+# id): searchflow.pii registers this function on the connection when anyone was forgotten.
+SUPPRESSION_FUNCTION = "sf_suppressed"
 # String codecs the landing INSERTs do not try, by whether the file's format has ZSTD strings. In
 # the v1.0 format strings end up FSST anyway, so analysing the others is wasted work. In the
 # newest format the payload is declared ZSTD and the ids and refs end up DICT_FSST; plain FSST is
@@ -126,7 +129,7 @@ def add_counts(total: dict[str, dict[str, int]], chunk: dict[str, dict[str, int]
             mine[key] += value
 
 
-def _judge_sql(input_relation: str, source: str) -> str:
+def _judge_sql(input_relation: str, source: str, suppression: bool = False) -> str:
     """``_ingest_judged``: every line classified, with its dead-letter id (malformed lines only).
 
     A pure function of the input: it is built before the landing transaction opens. Built inside
@@ -136,12 +139,29 @@ def _judge_sql(input_relation: str, source: str) -> str:
     return f"""
         CREATE OR REPLACE TEMP TABLE _ingest_judged AS
         SELECT *,
+               {_suppressed_sql(suppression)} AS suppressed,
                CASE WHEN reason IS NOT NULL
                     THEN md5({lit(source)} || chr(31) || coalesce(source_ref, '') || chr(31)
                              || coalesce(payload::VARCHAR, raw_text, ''))
                END AS dead_letter_id
         FROM ({classify_sql(input_relation)})
         """
+
+
+def _suppressed_sql(suppression: bool) -> str:
+    if not suppression:
+        return "false"
+    user = "json_extract_string(payload, '$.user_id')"
+    return f"coalesce(payload IS NOT NULL AND {SUPPRESSION_FUNCTION}({user}), false)"
+
+
+def _has_suppression(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
+            [SUPPRESSION_FUNCTION],
+        ).fetchone()[0]
+    )
 
 
 def _repeats_sql() -> str:
@@ -194,6 +214,7 @@ def _counts_sql() -> str:
     SELECT coalesce(j.event_type, CASE WHEN j.stream IN ({types}) THEN j.stream END, '{OTHER}')
                AS bucket,
            CASE WHEN r.ord IS NOT NULL THEN 'duplicates'
+                WHEN j.suppressed THEN 'suppressed'
                 WHEN j.reason IS NOT NULL THEN 'dead_letters'
                 ELSE 'landed' END AS outcome,
            count(*)
@@ -210,7 +231,7 @@ def _insert_sql(tag: str) -> list[str]:
             (event_id, event_time, payload, source, source_ref, batch_id, ingested_at)
         SELECT event_id, event_time, payload, {tag}
         FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
-        WHERE j.reason IS NULL AND j.event_type = '{t}'
+        WHERE j.reason IS NULL AND NOT j.suppressed AND j.event_type = '{t}'
         """
         for t in EVENT_TYPES
     ]
@@ -221,7 +242,7 @@ def _insert_sql(tag: str) -> list[str]:
         SELECT dead_letter_id, coalesce(payload::VARCHAR, raw_text, ''), reason, detail,
                coalesce(declared_type, stream), {tag}
         FROM _ingest_judged j ANTI JOIN _ingest_repeats r USING (ord)
-        WHERE j.reason IS NOT NULL
+        WHERE j.reason IS NOT NULL AND NOT j.suppressed
         """
     return [*events, dead_letters]
 
@@ -296,7 +317,7 @@ def land_chunk(
     stamp = lit(ingested_at or utc_now())
     tag = f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp}"
     try:
-        con.execute(_judge_sql(input_relation, source))
+        con.execute(_judge_sql(input_relation, source, _has_suppression(con)))
         return _land_judged(con, tag, bookkeeping, in_transaction)
     finally:
         for name in ("_ingest_judged", "_ingest_repeats"):

@@ -27,4 +27,7 @@ def query(settings: Settings) -> Callable[..., list[tuple]]:
 def reconciles(summary: dict) -> bool:
     """read = landed + duplicates + dead_letters, per type and in total."""
     parts = [summary, *summary["per_type"].values()]
-    return all(p["read"] == p["landed"] + p["duplicates"] + p["dead_letters"] for p in parts)
+    return all(
+        p["read"] == p["landed"] + p["duplicates"] + p["dead_letters"] + p.get("suppressed", 0)
+        for p in parts
+    )
