@@ -22,6 +22,14 @@ events and are skipped; a line of blanks is dead-lettered as unparsable.
 
 Parents: a generated file is named after its generation batch
 (``<type>/<generation batch id>.jsonl``); the ids of the files read are the batch's parents.
+
+Bounded chunks: the staged lines (DuckDB temp tables, which spill to disk beyond the memory limit)
+land in chunks of at most ``chunk_lines`` staged rows, each its own landing transaction, so a
+large file never has to be judged and inserted at once. A chunk's bookkeeping records how many
+lines of each file it consumed so far; a file not finished yet is recorded with size 0, so a run
+killed between two chunks finds the file "changed" and reads on from the line after the last
+one landed. Lines split the careful way (a file the CSV reader cannot take) land in one last
+chunk of their own.
 """
 
 from __future__ import annotations
@@ -43,7 +51,15 @@ from searchflow.ingest.space import disk_full_error, is_disk_full
 from searchflow.ingest.textlines import read_lines
 from searchflow.warehouse import EVENT_TYPES, RAW_SCHEMA
 
-TEMP_TABLES = ("_ingest_csv", "_ingest_split", "_ingest_file_meta", "_ingest_files")
+TEMP_TABLES = (
+    "_ingest_csv",
+    "_ingest_split",
+    "_ingest_file_meta",
+    "_ingest_files",
+    "_ingest_chunk_files",
+)
+# Staged lines per landing transaction (run_ingestion's chunk_size overrides it).
+JSONL_READ_LINES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -183,7 +199,7 @@ def _read_split(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
 
 
 def stage_lines(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
-    """Read the files' new lines and expose them as ``_ingest_input``.
+    """Read the files' new lines into temp tables (:func:`stage_chunk` exposes them by chunk).
 
     Also fills ``_ingest_files`` (per file: how many lines it has now) for the bookkeeping.
     """
@@ -218,6 +234,48 @@ def stage_lines(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
         LEFT JOIN (SELECT fi, max(ln) AS last_ln FROM _ingest_split GROUP BY fi) s USING (fi)
         """
     )
+
+
+def _csv_rows(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The rowid range ``[first, end)`` of the CSV-staged lines (empty: ``(0, 0)``)."""
+    first, last = con.execute("SELECT min(rowid), max(rowid) FROM _ingest_csv").fetchone()
+    return (0, 0) if first is None else (int(first), int(last) + 1)
+
+
+def chunk_ranges(first: int, end: int, size: int, rest: bool) -> list[tuple[int, int] | None]:
+    """The chunks of a read: rowid ranges of the CSV-staged lines, then ``None`` when ``rest``
+    (split lines, or files without CSV rows whose bookkeeping must still be written)."""
+    ranges: list[tuple[int, int] | None] = [
+        (lo, min(lo + size, end)) for lo in range(first, end, max(size, 1))
+    ]
+    if rest or not ranges:
+        ranges.append(None)
+    return ranges
+
+
+def stage_chunk(con: duckdb.DuckDBPyConnection, rows: tuple[int, int] | None) -> None:
+    """Expose one chunk as ``_ingest_input`` and its files' progress as ``_ingest_chunk_files``.
+
+    ``rows``: the CSV rowid range ``[lo, hi)``, or None for the split lines plus the files with
+    no CSV rows.
+    """
+    if rows is None:
+        files = (
+            "SELECT *, true AS at_end FROM _ingest_files "
+            "WHERE fi NOT IN (SELECT DISTINCT fi FROM _ingest_csv)"
+        )
+        csv = "false"
+    else:
+        lo, hi = rows
+        # lines of the file consumed once this chunk lands: up to the chunk's end, or all
+        consumed = f"least(lines, {hi} - first_row)"
+        files = (
+            f"SELECT * REPLACE ({consumed} AS lines), ({consumed} = lines) AS at_end "
+            "FROM _ingest_files WHERE fi IN (SELECT DISTINCT fi FROM _ingest_csv) "
+            f"AND first_row < {hi} AND first_row + lines > {lo}"
+        )
+        csv = f"c.rowid >= {lo} AND c.rowid < {hi}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ingest_chunk_files AS {files}")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW {INPUT} AS
@@ -225,34 +283,36 @@ def stage_lines(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
                f.path || ':' || (c.rowid - f.first_row + 1) AS source_ref, f.stream,
                NULL::VARCHAR AS problem
         FROM _ingest_csv c JOIN _ingest_files f USING (fi)
-        WHERE c.rowid - f.first_row + 1 > f.done AND c.line IS NOT NULL
+        WHERE {csv} AND c.rowid - f.first_row + 1 > f.done AND c.line IS NOT NULL
         UNION ALL
         SELECT (1::BIGINT << 62) + s.rowid AS ord, s.line AS raw_text,
                f.path || ':' || s.ln AS source_ref, f.stream, s.problem
         FROM _ingest_split s JOIN _ingest_files f USING (fi)
-        WHERE s.line IS NOT NULL
+        WHERE {"true" if rows is None else "false"} AND s.line IS NOT NULL
         """
     )
 
 
 def bookkeeping(batch_id: str, ingested_at: datetime, files: list[InputFile]) -> list[str]:
-    """Statements that record how far each file was read (run inside the landing transaction).
+    """Statements that record how far each file of a chunk was read (inside its transaction).
 
     A last line without a newline that was judged ``unparsable`` is not counted as consumed: it
-    may be half written, and is read again once the file grows.
+    may be half written, and is read again once the file grows. A file the chunk did not finish
+    is recorded with size 0, so the next run reads on from where this chunk stopped.
     """
     seen = ", ".join(f"({f.index}, {f.size}, {f.mtime_ns})" for f in files)
     return [
-        f"DELETE FROM {RAW_SCHEMA}.ingest_files WHERE path IN (SELECT path FROM _ingest_files)",
+        f"DELETE FROM {RAW_SCHEMA}.ingest_files "
+        "WHERE path IN (SELECT path FROM _ingest_chunk_files)",
         f"""
         INSERT INTO {RAW_SCHEMA}.ingest_files
-        SELECT f.path, m.size, m.mtime_ns,
-               greatest(f.done, f.lines - CASE WHEN f.partial_last AND EXISTS (
+        SELECT f.path, CASE WHEN f.at_end THEN m.size ELSE 0 END, m.mtime_ns,
+               greatest(f.done, f.lines - CASE WHEN f.at_end AND f.partial_last AND EXISTS (
                    SELECT 1 FROM _ingest_judged j
                    WHERE j.source_ref = f.path || ':' || f.lines AND j.reason = 'unparsable')
                    THEN 1 ELSE 0 END),
                {lit(batch_id)}, {lit(ingested_at)}
-        FROM _ingest_files f JOIN (VALUES {seen}) m(fi, size, mtime_ns) USING (fi)
+        FROM _ingest_chunk_files f JOIN (VALUES {seen}) m(fi, size, mtime_ns) USING (fi)
         """,
     ]
 
@@ -271,8 +331,10 @@ def chunks(
     stats: dict[str, Any],
     *,
     folder: Path,
+    chunk_lines: int | None = None,
 ) -> Iterator[Chunk]:
-    """The new lines of the files under ``root``, as one chunk (one landing transaction).
+    """The new lines of the files under ``root``, in chunks of at most ``chunk_lines`` staged
+    lines (default :data:`JSONL_READ_LINES`), each one landing transaction.
 
     ``stats`` receives what the summary adds: ``files_found``, ``files_read``. ``folder``: where
     the warehouse writes (named by a full disk's error).
@@ -289,12 +351,27 @@ def chunks(
             if is_disk_full(exc):
                 raise disk_full_error(exc, folder, 2 * sum(f.size for f in files)) from None
             raise
-        read = con.execute("SELECT fi FROM _ingest_files WHERE lines > done").fetchall()
-        fresh = {fi for (fi,) in read}
-        yield Chunk(
-            size_bytes=sum(f.size for f in files),
-            parents=frozenset(f.parent for f in files if f.parent and f.index in fresh),
-            bookkeeping=bookkeeping(batch_id, utc_now(), files),
+        # Lines consumed by earlier runs (the CSV reader reads a file whole) are no chunk's
+        # work: without them each run's first chunk holds new lines, so runs stopped after one
+        # chunk still progress.
+        con.execute(
+            "DELETE FROM _ingest_csv USING _ingest_files f "
+            "WHERE _ingest_csv.fi = f.fi AND _ingest_csv.rowid - f.first_row + 1 <= f.done"
         )
+        rest = con.execute(
+            "SELECT EXISTS (SELECT 1 FROM _ingest_split) OR EXISTS (SELECT 1 FROM _ingest_files "
+            "WHERE fi NOT IN (SELECT DISTINCT fi FROM _ingest_csv))"
+        ).fetchone()[0]
+        ranges = chunk_ranges(*_csv_rows(con), chunk_lines or JSONL_READ_LINES, rest)
+        share = sum(f.size for f in files) // len(ranges) + 1
+        for rows in ranges:
+            stage_chunk(con, rows)
+            read = con.execute("SELECT fi FROM _ingest_chunk_files WHERE lines > done").fetchall()
+            fresh = {fi for (fi,) in read}
+            yield Chunk(
+                size_bytes=share,
+                parents=frozenset(f.parent for f in files if f.parent and f.index in fresh),
+                bookkeeping=bookkeeping(batch_id, utc_now(), files),
+            )
     finally:
         drop_stage(con)
