@@ -10,8 +10,9 @@ limit) come from :mod:`searchflow.contract`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from searchflow.contract import STAGES, WAREHOUSE_LEASE_SECONDS, WAREHOUSE_LIMIT, event_name
@@ -31,18 +32,53 @@ __all__ = [
 ]
 
 
+# How long taking the warehouse slot waits for a Prefect API that does not answer (a restart).
+SLOT_OUTAGE_SECONDS = 120.0
+SLOT_RETRY_SECONDS = 5.0
+
+
+def _api_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection that failed, not a refusal."""
+    import httpx
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError | ConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextmanager
 def warehouse_slot(strict: bool = True) -> Iterator[None]:
     """Hold the one global slot that guards the DuckDB file for the duration of the block.
 
     The slot's lease is short and renewed while the holder lives, so the slot of a killed holder
-    frees within the lease instead of blocking every later stage."""
+    frees within the lease instead of blocking every later stage. Taking the slot opens a fresh
+    API client, which Prefect does not retry on a refused connection: while the server restarts,
+    the attempt is repeated (nothing is held yet) for a bounded time instead of failing the stage."""
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(
-        WAREHOUSE_LIMIT, occupy=1, strict=strict, lease_duration=WAREHOUSE_LEASE_SECONDS
-    ):
-        yield
+    deadline = time.monotonic() + SLOT_OUTAGE_SECONDS
+    while True:
+        stack = ExitStack()
+        try:
+            stack.enter_context(
+                concurrency(
+                    WAREHOUSE_LIMIT,
+                    occupy=1,
+                    strict=strict,
+                    lease_duration=WAREHOUSE_LEASE_SECONDS,
+                )
+            )
+        except Exception as exc:
+            if not _api_unreachable(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(SLOT_RETRY_SECONDS)
+            continue
+        with stack:
+            yield
+        return
 
 
 def current_flow_run_id() -> str | None:

@@ -63,3 +63,38 @@ def test_a_local_server_keeps_its_leases_on_disk(tmp_path, monkeypatch: pytest.M
     with temporary_settings(updates={}):  # the settings context, re-read from the environment
         storage = get_concurrency_lease_storage()
     assert type(storage).__module__ == LEASE_STORAGE
+
+
+def test_taking_the_warehouse_slot_waits_out_a_server_restart(monkeypatch) -> None:
+    """A refused connection while taking the slot is tried again (nothing is held yet); any other
+    failure, or an outage past the bound, still fails at once."""
+    from contextlib import nullcontext
+
+    import httpx
+    import prefect.concurrency.sync
+
+    import flows.common as common
+
+    attempts: list[int] = []
+
+    def refusing_twice(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) <= 2:
+            try:
+                raise httpx.ConnectError("All connection attempts failed")
+            except httpx.ConnectError as exc:
+                raise RuntimeError("Unable to acquire concurrency slots") from exc
+        return nullcontext()
+
+    monkeypatch.setattr(common, "SLOT_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(prefect.concurrency.sync, "concurrency", refusing_twice)
+    with common.warehouse_slot():
+        pass
+    assert len(attempts) == 3
+
+    def refusing(*args, **kwargs):
+        raise RuntimeError("the limit does not exist")
+
+    monkeypatch.setattr(prefect.concurrency.sync, "concurrency", refusing)
+    with pytest.raises(RuntimeError, match="does not exist"), common.warehouse_slot():
+        pass
