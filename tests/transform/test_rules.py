@@ -75,7 +75,7 @@ def test_summary_counts_every_node_and_passes(built: dict) -> None:
     assert summary["passed"] + summary["warned"] == summary["nodes"]
     assert summary["by_type"]["model"]["run"] >= 14
     assert summary["by_type"]["test"]["run"] > 40
-    assert summary["by_type"]["unit_test"]["passed"] == 2
+    assert summary["by_type"]["unit_test"]["passed"] == 5  # segments, crm fields, reco, two SCD2
     assert summary["by_type"]["snapshot"]["passed"] == 1
     assert summary["batch_id"] == "batch-1"
     assert summary["as_of"] == scenario.AS_OF.isoformat()
