@@ -95,6 +95,10 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
         hashes = pii.suppressed_hashes(con)
         log = audit.entries(con, command="forget")
     assert pii.user_hash(service_settings, user_id) in hashes
+    with warehouse.session(service_settings, read_only=True) as con:
+        synced = audit.entries(con, command="sync")
+    assert {e["target"] for e in synced} == {"user_segments", "email_triggers", "recommendations"}
+    assert all(e["touched"]["run_id"] and e["actor"].startswith("user:") for e in synced)
     assert log[0]["target"] == summary["user_hash"] and user_id not in json.dumps(log, default=str)
     assert _postgres_traces(postgres_url, user_id) == []
     assert _redis_traces(client, user_id) == []
