@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 import click
 
+from searchflow.cli.serving import check_port, shown_url
 from searchflow.config import export_to_environ, get_settings
-from searchflow.errors import UsageError
 from searchflow.output import to_json
 
 # Streamlit's options: no browser to open, no usage statistics sent, no file watcher (the app is
@@ -41,18 +40,6 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
-def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UsageError(
-                f"cannot serve the dashboards on {host}:{port} ({exc.strerror or exc}); "
-                "pick another port with --port"
-            ) from None
-
-
 @click.command()
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -71,10 +58,9 @@ def dashboard(port: int, host: str, as_json: bool) -> None:
     warehouse file, so they never block ingestion or transformation.
     """
     settings = get_settings()
-    _check_port(host, port)
+    check_port(host, port, "the dashboards")
     export_to_environ(settings)
-    shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host
-    url = f"http://{shown}:{port}"
+    url = shown_url(host, port)
     if as_json:
         click.echo(to_json({"url": url, "home": str(settings.home_path)}))
     else:

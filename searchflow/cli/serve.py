@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import click
 
+from searchflow.cli.serving import check_port, shown_url
 from searchflow.config import get_settings
-from searchflow.errors import UsageError
 from searchflow.output import to_json
-
-
-def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UsageError(
-                f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); "
-                "pick another port with --port"
-            ) from None
 
 
 @click.command()
@@ -53,12 +39,12 @@ def serve(port: int, host: str, log_level: str, as_json: bool) -> None:
     from searchflow.api import create_app
 
     settings = get_settings()
-    _check_port(host, port)
+    check_port(host, port, "the API")
     app = create_app(settings)
-    shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host
+    url = shown_url(host, port)
     if as_json:
-        click.echo(to_json({"url": f"http://{shown}:{port}", "home": str(settings.home_path)}))
+        click.echo(to_json({"url": url, "home": str(settings.home_path)}))
     else:
-        click.echo(f"api: http://{shown}:{port}/docs  (data: {settings.home_path}; Ctrl+C stops)")
+        click.echo(f"api: {url}/docs  (data: {settings.home_path}; Ctrl+C stops)")
     # One process: the metrics collector reads at scrape time, so it needs no multiprocess mode.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")
