@@ -280,7 +280,10 @@ async def _after_deploy(
         deployed = await read_deployment_ids(client, configs)
         for name, deployment_id in deployed.items():
             if name == SWEEPER and sweeper is not None:
-                await client.set_deployment_paused_state(deployment_id, not sweeper)
+                if sweeper:
+                    await client.resume_deployment(deployment_id)
+                else:
+                    await client.pause_deployment(deployment_id)
         automations = await read_automations(client, deployed)
         crash = await ensure_crash_automation(client)
         alerts = await ensure_alerts(client, webhook_url)

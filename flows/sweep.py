@@ -4,7 +4,8 @@ The chain normally moves on events: a passed gate emits ``searchflow.<stage>.val
 deployment trigger starts the next stage. An event can be lost (the server was down when it was
 emitted, a trigger was off, a run crashed between its gate and its event). The batch ledger knows
 better: a batch that passed its gate and has no downstream batch is waiting. The sweeper reads the
-ledger's export (``published/ops/batches.parquet``, which needs no warehouse slot), decides with
+ledger (from the warehouse, holding the warehouse slot for a moment; the export
+``published/ops/batches.parquet`` when there is no warehouse file), decides with
 :func:`plan_sweep` (pure, tested without a server) which deployments to start, and starts each
 once: the idempotency key names the deployment and the batch, so a second sweep of the same
 waiting batch returns the run the first one made instead of starting another.
@@ -195,6 +196,25 @@ def read_ledger(home: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+def read_warehouse_ledger(warehouse: Path) -> list[dict[str, Any]] | None:
+    """The ledger from the warehouse itself (the caller holds the warehouse slot); None without a
+    warehouse file. Preferred to the export: a stage that died between its ledger change and the
+    export leaves the Parquet file behind the ledger, which is exactly when a sweep is needed."""
+    import duckdb
+
+    from searchflow import ledger
+
+    if not warehouse.exists():
+        return None
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return ledger.list_batches(con)
+    except duckdb.CatalogException:  # no ops schema yet: nothing ever ran
+        return []
+    finally:
+        con.close()
+
+
 def _active_deployments(client: Any, names: Iterable[str]) -> set[str]:
     """The deployments among ``names`` with a run scheduled, pending or running."""
     from prefect.client.schemas.filters import (
@@ -231,9 +251,14 @@ def sweep(grace_seconds: int = GRACE_SECONDS) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
+    from flows.common import warehouse_slot
     from searchflow.config import get_settings
 
-    rows = read_ledger(get_settings().home_path)
+    settings = get_settings()
+    with warehouse_slot():
+        rows = read_warehouse_ledger(settings.warehouse_path)
+    if rows is None:
+        rows = read_ledger(settings.home_path)
     with get_client(sync_client=True) as client:
         targets = [*_DEPLOYMENT.values(), *_SYNC_DEPLOYMENT.values()]
         active = _active_deployments(client, targets)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.sweep import plan_sweep, read_ledger
+from flows.sweep import plan_sweep, read_ledger, read_warehouse_ledger
 from searchflow import ledger
 from searchflow.published import export_ops
 
@@ -153,6 +153,11 @@ def test_the_exported_ledger_reads_back_into_the_decision(tmp_path: Path) -> Non
         con.close()
     rows = read_ledger(tmp_path)
     assert {r["batch_id"] for r in rows} == {"g1", "i1"}
+    from_warehouse = read_warehouse_ledger(tmp_path / "warehouse.duckdb")
+    assert {(r["batch_id"], r["state"]) for r in from_warehouse} == {
+        (r["batch_id"], r["state"]) for r in rows
+    }
+    assert read_warehouse_ledger(tmp_path / "missing.duckdb") is None
     later = datetime.now(UTC) + timedelta(minutes=5)
     plan = plan_sweep(rows, set(), now=later)
     assert [(s.deployment, s.batch_id) for s in plan] == [("transform", "i1")]
