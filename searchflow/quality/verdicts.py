@@ -63,7 +63,9 @@ def judge(
 
 
 # The columns that point a person at a failing row, best first: where the line came from, its id.
-_POINTERS = ("source_ref", "event_id", "user_id", "key", "trigger_id")
+# Never a user id (nor a reco key, which holds one): reasons reach the ledger, logs and Prefect
+# artifacts, which `searchflow forget` does not rewrite (docs/governance.md).
+_POINTERS = ("source_ref", "event_id", "trigger_id")
 
 
 def examples(rows: Any, limit: int = 3) -> str:
