@@ -2,7 +2,8 @@
 -- the campaign of the earliest and of the latest search of the same person up to the conversion.
 -- The person is the known user of the conversion's originating search, or for anonymous journeys
 -- that search's session. Ties: earliest then smallest search id; latest then largest search id.
--- The same rules as mart_campaign_attribution, kept per conversion so marts can count by day.
+-- Kept per conversion: mart_campaign_attribution counts it over all days, mart_campaign_performance
+-- by day.
 with conversions as (
     select
         conversion_id,
