@@ -51,6 +51,20 @@ def date_range(first: date | None, last: date | None, key: str) -> tuple[date, d
     return first, last
 
 
+def period(
+    version: str, bounds_sql: str, key: str, empty: str, *, ops: bool = False
+) -> tuple[date, date]:
+    """The date range a page shows: its filter over the first and last day of ``bounds_sql``
+    (a query returning ``first_day`` and ``last_day``). With no days at all the page says
+    ``empty`` and stops, so what follows always has a range."""
+    bounds = rows(version, bounds_sql, ops=ops).iloc[0]
+    picked = date_range(bounds.first_day, bounds.last_day, key)
+    if picked is None:
+        st.info(empty)
+        st.stop()
+    return picked
+
+
 def previous_period(start: date, end: date) -> tuple[date, date]:
     """The period of the same length that ends the day before ``start``."""
     length = (end - start).days + 1

@@ -60,12 +60,9 @@ MODELS = {"Last touch": "last_touch", "First touch": "first_touch"}
 
 st.title("Marketing attribution")
 version = ui.require_version()
-bounds = ui.rows(version, BOUNDS).iloc[0]
-picked = ui.date_range(bounds.first_day, bounds.last_day, key="attribution_range")
-if picked is None:
-    st.info("The published campaign performance has no days yet.")
-    st.stop()
-start, end = picked
+start, end = ui.period(
+    version, BOUNDS, "attribution_range", "The published campaign performance has no days yet."
+)
 model_label = st.radio(
     "Attribution model for the totals", list(MODELS), horizontal=True, key="attribution_model"
 )

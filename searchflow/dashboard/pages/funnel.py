@@ -45,12 +45,7 @@ STEP_NAMES = (("Searches", "searches"), ("Clicks", "clicks"), ("Bookings", "book
 
 st.title("Search funnel")
 version = ui.require_version()
-bounds = ui.rows(version, BOUNDS).iloc[0]
-picked = ui.date_range(bounds.first_day, bounds.last_day, key="funnel_range")
-if picked is None:
-    st.info("The published funnel has no days yet.")
-    st.stop()
-start, end = picked
+start, end = ui.period(version, BOUNDS, "funnel_range", "The published funnel has no days yet.")
 steps = ui.rows(version, STEPS, (start, end)).iloc[0]
 before = ui.rows(version, STEPS, ui.previous_period(start, end)).iloc[0]
 

@@ -85,12 +85,7 @@ if not data.available(version, "ops.batches"):
     )
     st.stop()
 
-bounds = ui.rows(version, BOUNDS, ops=True).iloc[0]
-picked = ui.date_range(bounds.first_day, bounds.last_day, key="health_range")
-if picked is None:
-    st.info("The ledger has no batches yet.")
-    st.stop()
-start, end = picked
+start, end = ui.period(version, BOUNDS, "health_range", "The ledger has no batches yet.", ops=True)
 window = (start, end)
 
 states = ui.rows(version, BATCHES_BY_STATE, window, ops=True)

@@ -64,12 +64,7 @@ GRAINS = {"Day": "day", "Week": "week", "Month": "month"}
 
 st.title("Executive overview")
 version = ui.require_version()
-bounds = ui.rows(version, BOUNDS).iloc[0]
-picked = ui.date_range(bounds.first_day, bounds.last_day, key="overview_range")
-if picked is None:
-    st.info("The published funnel has no days yet.")
-    st.stop()
-start, end = picked
+start, end = ui.period(version, BOUNDS, "overview_range", "The published funnel has no days yet.")
 current = ui.rows(version, TOTALS, (start, end)).iloc[0]
 before = ui.rows(version, TOTALS, ui.previous_period(start, end)).iloc[0]
 year_ago = ui.rows(version, TOTALS, ui.year_before(start, end)).iloc[0]
