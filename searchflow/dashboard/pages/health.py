@@ -4,6 +4,7 @@ latency and errors, and the freshness of each source. Reads the ledger export an
 from datetime import datetime, time
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from searchflow.contract import STAGES
@@ -66,14 +67,28 @@ ORDER BY published_at DESC
 
 # --- page --------------------------------------------------------------------------------------
 
-STATE_COLOURS = alt.Scale(
-    domain=["published", "held", "landed", "discarded"],
-    range=["#2e7d32", "#c62828", "#f9a825", "#757575"],
-)
+STATES = ("published", "held", "landed", "discarded")
+STATE_COLOURS = alt.Scale(domain=list(STATES), range=["#2e7d32", "#c62828", "#f9a825", "#757575"])
 OUTCOME_COLOURS = alt.Scale(
     domain=["passed", "forced", "failed", "errored", "not gated"],
     range=["#2e7d32", "#6a1b9a", "#c62828", "#ef6c00", "#9e9e9e"],
 )
+
+
+def batches_by_stage(frame: pd.DataFrame, split: str, colours: alt.Scale) -> alt.Chart:
+    """Bars of batches per stage, stacked by ``split`` (the state or the gate outcome)."""
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("stage:N", sort=list(STAGES), axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("batches:Q"),
+            color=alt.Color(f"{split}:N", scale=colours),
+            tooltip=["stage", split, "batches"],
+        )
+        .properties(height=240)
+    )
+
 
 st.title("Pipeline health")
 version = data.version()
@@ -91,39 +106,17 @@ window = (start, end)
 states = ui.rows(version, BATCHES_BY_STATE, window, ops=True)
 totals = states.groupby("state")["batches"].sum()
 columns = st.columns(4)
-for column, state in zip(columns, ("published", "held", "landed", "discarded"), strict=True):
+for column, state in zip(columns, STATES, strict=True):
     column.metric(f"Batches {state}", ui.number(totals.get(state, 0)))
 
 left, right = st.columns(2)
 with left:
     st.subheader("Batches by state")
-    st.altair_chart(
-        alt.Chart(states)
-        .mark_bar()
-        .encode(
-            x=alt.X("stage:N", sort=list(STAGES), axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("batches:Q"),
-            color=alt.Color("state:N", scale=STATE_COLOURS),
-            tooltip=["stage", "state", "batches"],
-        )
-        .properties(height=240),
-        width="stretch",
-    )
+    st.altair_chart(batches_by_stage(states, "state", STATE_COLOURS), width="stretch")
 with right:
     st.subheader("Gate outcomes")
     outcomes = ui.rows(version, GATE_OUTCOMES, window, ops=True)
-    st.altair_chart(
-        alt.Chart(outcomes)
-        .mark_bar()
-        .encode(
-            x=alt.X("stage:N", sort=list(STAGES), axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("batches:Q"),
-            color=alt.Color("outcome:N", scale=OUTCOME_COLOURS),
-            tooltip=["stage", "outcome", "batches"],
-        )
-        .properties(height=240),
-        width="stretch",
-    )
+    st.altair_chart(batches_by_stage(outcomes, "outcome", OUTCOME_COLOURS), width="stretch")
 
 held = ui.rows(version, HELD, window, ops=True)
 if not held.empty:
