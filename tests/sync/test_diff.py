@@ -36,10 +36,12 @@ def rds(redis_url: str):
 def test_awkward_values_round_trip_without_false_changes(service_settings, build_marts):
     """Text CSV can garble (quotes, commas, newlines, '' vs NULL, fractions of seconds, cents)."""
     weird = [
-        ("user,1", 'say "hi"', 1, None, 0, 0.01, AS_OF.replace(microsecond=123456), None, AS_OF),
-        ('user"2', "multi\nline", None, 2, None, None, None, AS_OF.replace(microsecond=1), AS_OF),
-        ("user 3", " ", 0, 0, 0, 99999999.99, AS_OF, AS_OF, AS_OF),
-        ("ünïcødé", "ß", -1, 1, 1, -12.5, AS_OF, AS_OF, AS_OF),
+        ("user,1", 'say "hi"', 1, None, 0, 0.01, AS_OF.replace(microsecond=123456), None, AS_OF)
+        + (None, "we,b", None),
+        ('user"2', "multi\nline", None, 2, None, None, None, AS_OF.replace(microsecond=1), AS_OF)
+        + (3, "", 'F"R'),
+        ("user 3", " ", 0, 0, 0, 99999999.99, AS_OF, AS_OF, AS_OF) + (0, None, "US"),
+        ("ünïcødé", "ß", -1, 1, 1, -12.5, AS_OF, AS_OF, AS_OF) + (7, "ïos", "ñ"),
     ]
     triggers = [("t,1", "user,1", "", "abandoned_search", None, 2, AS_OF, AS_OF, AS_OF)]
     build_marts(segments=weird, triggers=triggers)
