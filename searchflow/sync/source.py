@@ -116,15 +116,6 @@ def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
 
 
-def read_version(settings: Settings, spec: MartSpec) -> str | None:
-    """The published version of the marts, read alone (to skip a sync before reading its mart)."""
-    con = _open(settings, spec.mart)
-    try:
-        return published_version(con)
-    finally:
-        con.close()
-
-
 def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     """Read one mart and the published version read-only into Arrow and close the file at once."""
     prefer_jemalloc()
