@@ -9,33 +9,30 @@ from searchflow.dashboard import ui
 
 BOUNDS = "SELECT min(event_date) AS first_day, max(event_date) AS last_day FROM analytics.fct_search_funnel"
 
-# The KPIs over one date range (rates of sums, so they weigh every search equally).
-TOTALS = """
-SELECT
-    sum(searches)                                   AS searches,
-    sum(clicks)                                     AS clicks,
-    sum(conversions)                                AS bookings,
-    sum(revenue)                                    AS revenue,
-    sum(clicks) / nullif(sum(searches), 0)          AS click_through_rate,
-    sum(conversions) / nullif(sum(searches), 0)     AS conversion_rate,
-    sum(revenue) / nullif(sum(conversions), 0)      AS average_booking_value,
-    count(DISTINCT event_date)                      AS days
+# The KPIs of a set of days (rates of sums, so they weigh every search equally): one definition
+# for the range's totals and for each period of the chart.
+KPI_COLUMNS = """
+    sum(searches)                               AS searches,
+    sum(clicks)                                 AS clicks,
+    sum(conversions)                            AS bookings,
+    sum(revenue)                                AS revenue,
+    sum(clicks) / nullif(sum(searches), 0)      AS click_through_rate,
+    sum(conversions) / nullif(sum(searches), 0) AS conversion_rate,
+    sum(revenue) / nullif(sum(conversions), 0)  AS average_booking_value"""
+
+# The KPIs over one date range.
+TOTALS = f"""
+SELECT {KPI_COLUMNS},
+    count(DISTINCT event_date)                  AS days
 FROM analytics.fct_search_funnel
 WHERE event_date BETWEEN ? AND ?
 """
 
 # The KPIs per day, week or month, each with its change against the period before.
-BY_PERIOD = """
+BY_PERIOD = f"""
 WITH periods AS (
     SELECT
-        date_trunc(?, event_date)                   AS period,
-        sum(searches)                               AS searches,
-        sum(clicks)                                 AS clicks,
-        sum(conversions)                            AS bookings,
-        sum(revenue)                                AS revenue,
-        sum(clicks) / nullif(sum(searches), 0)      AS click_through_rate,
-        sum(conversions) / nullif(sum(searches), 0) AS conversion_rate,
-        sum(revenue) / nullif(sum(conversions), 0)  AS average_booking_value
+        date_trunc(?, event_date) AS period, {KPI_COLUMNS}
     FROM analytics.fct_search_funnel
     WHERE event_date BETWEEN ? AND ?
     GROUP BY 1
