@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from searchflow.cli.serving import check_port, shown_url
+from searchflow.cli.serving import check_port, host_option, port_option, shown_url
 from searchflow.config import export_to_environ, get_settings
 from searchflow.output import to_json
 
@@ -41,13 +41,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
 
 
 @click.command()
-@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 serves other machines too.",
-)
+@port_option(8501)
+@host_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the address as one JSON object, then serve."
 )

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import click
 
-from searchflow.cli.serving import check_port, shown_url
+from searchflow.cli.serving import check_port, host_option, port_option, shown_url
 from searchflow.config import get_settings
 from searchflow.output import to_json
 
 
 @click.command()
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 serves other machines too.",
-)
+@port_option(8000)
+@host_option
 @click.option(
     "--log-level",
     default="warning",
