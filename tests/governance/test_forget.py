@@ -7,6 +7,7 @@ import re
 
 import duckdb
 import psycopg2
+import pyarrow.parquet as pq
 import pytest
 import redis
 from click.testing import CliRunner
@@ -84,6 +85,11 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     jsonl = [p for p in home.rglob("*.jsonl") if _pattern(user_id).search(p.read_text())]
     assert jsonl, "the chain's JSONL names the user before forget"
 
+    assert any(
+        user_id in pq.read_table(p).column(0).to_pylist()
+        for p in home.rglob("*mart_user_segments.parquet")
+    ), "the published segments name the user before forget"
+
     forgotten = runner.invoke(cli, ["forget", user_id, "--json"])
     assert forgotten.exit_code == 0, forgotten.output
     summary = json.loads(forgotten.stdout.strip().splitlines()[-1])
@@ -106,6 +112,11 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     for path in home.rglob("*"):
         if path.is_file() and path.suffix in (".jsonl", ".json", ".html"):
             assert not _pattern(user_id).search(path.read_text(errors="replace")), path
+    parquet = sorted(home.rglob("*.parquet"))
+    assert parquet, "the chain published Parquet snapshots"
+    for path in parquet:
+        for column in pq.read_table(path).to_pydict().values():
+            assert not any(isinstance(v, str) and _pattern(user_id).search(v) for v in column), path
     key = pii.key_path(service_settings)
     assert key.stat().st_mode & 0o777 == 0o600
 
