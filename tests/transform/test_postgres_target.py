@@ -23,7 +23,7 @@ def test_dbt_build_passes_on_postgres(settings: Settings, postgres_url: str) -> 
     summary = run_transform(settings, target="postgres", postgres_url=postgres_url)
     assert summary["failed"] == 0 and summary["skipped"] == 0
     assert summary["by_type"]["test"]["run"] > 40
-    assert summary["by_type"]["unit_test"]["passed"] == 2
+    assert summary["by_type"]["unit_test"]["passed"] == 5  # segments, crm fields, reco, two SCD2
 
     marketing, analytics = summary["schemas"]["marketing"], summary["schemas"]["analytics"]
     con = psycopg2.connect(postgres_url)

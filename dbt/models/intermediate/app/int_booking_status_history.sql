@@ -2,11 +2,16 @@
 -- (confirmed, cancelled, refunded). A version with the same status as the previous one opens no
 -- new row; a change opens one at its updated_at and closes the previous one (dbt_valid_to). The
 -- current row has dbt_valid_to null. Rebuilt from the whole change-record history each run.
-with versions as (
+with bookings as (
+    select distinct booking_id, user_id, status, amount, currency, created_at, updated_at
+    from {{ ref('stg_app_bookings') }}
+),
+
+versions as (
     select
         booking_id, user_id, status, amount, currency, created_at, updated_at,
         lag(status) over (partition by booking_id order by updated_at) as prev_status
-    from (select distinct * exclude (batch_id, product_type) from {{ ref('stg_app_bookings') }})
+    from bookings
 ),
 
 changes as (

@@ -4,7 +4,13 @@
 -- change opens one at its updated_at and closes the previous row there (dbt_valid_to). The current
 -- row has dbt_valid_to null. Rebuilt from the whole change-record history each run, so a late
 -- version slots into place. No PII: the columns kept are the profile's non-personal ones.
-with versions as (
+with profiles as (
+    select distinct
+        user_id, home_city, home_country, loyalty_tier, marketing_consent, created_at, updated_at
+    from {{ ref('stg_app_users') }}
+),
+
+versions as (
     select
         user_id, home_city, home_country, loyalty_tier, marketing_consent, created_at, updated_at,
         lag(home_city) over w as prev_city,
@@ -12,7 +18,7 @@ with versions as (
         lag(loyalty_tier) over w as prev_tier,
         lag(marketing_consent) over w as prev_consent,
         row_number() over w as n
-    from (select distinct * exclude (batch_id, email, full_name, phone) from {{ ref('stg_app_users') }})
+    from profiles
     window w as (partition by user_id order by updated_at)
 ),
 

@@ -45,20 +45,34 @@ searches as (
     where user_id is not null
 ),
 
-primary_platforms as (
-    select user_id, platform as primary_platform
+-- The value of most of the user's searches, ties to the alphabetically first (a ranked subquery
+-- rather than QUALIFY, which PostgreSQL lacks).
+platform_ranks as (
+    select
+        user_id,
+        platform,
+        row_number() over (partition by user_id order by count(*) desc, platform) as place
     from searches
     where platform is not null
     group by user_id, platform
-    qualify row_number() over (partition by user_id order by count(*) desc, platform) = 1
 ),
 
-primary_countries as (
-    select user_id, country as primary_country
+primary_platforms as (
+    select user_id, platform as primary_platform from platform_ranks where place = 1
+),
+
+country_ranks as (
+    select
+        user_id,
+        country,
+        row_number() over (partition by user_id order by count(*) desc, country) as place
     from searches
     where country is not null
     group by user_id, country
-    qualify row_number() over (partition by user_id order by count(*) desc, country) = 1
+),
+
+primary_countries as (
+    select user_id, country as primary_country from country_ranks where place = 1
 )
 
 select
