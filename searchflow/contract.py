@@ -39,7 +39,6 @@ WAREHOUSE_LEASE_SECONDS = 60
 SINKS: tuple[str, ...] = ("jsonl", "redis", "postgres")
 APP_SOURCE = "app"
 SOURCES: tuple[str, ...] = (*SINKS, APP_SOURCE)
-EVENT_SOURCES: tuple[str, ...] = SINKS
 
 # On the wire between the generator and ingestion.
 STREAM_PREFIX = "events:"  # Redis Streams events:search, events:click, events:conversion
@@ -168,7 +167,6 @@ FLOWS: tuple[StageFlow, ...] = (
     ),
     *_sync_flows(),
 )
-DEPLOYMENTS: tuple[str, ...] = tuple(flow.deployment for flow in FLOWS)
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,6 @@ def suppressed_hashes(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     return frozenset(r[0] for r in con.execute(f"SELECT user_hash FROM {SUPPRESSED}").fetchall())
 
 
-def is_suppressed(settings: Settings, hashes: frozenset[str], user_id: str | None) -> bool:
-    return bool(hashes) and user_id is not None and user_hash(settings, user_id) in hashes
-
-
 def register_suppression(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
     """Teach an ingest connection who was forgotten: ``sf_suppressed(user_id)`` (see
     ``searchflow.ingest.land``). Nothing is registered when nobody was; True when it was."""
