@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployments import DEFAULT_POOL, PROJECT_DIR
+from deployments.background import pid_alive
 from deployments.logs import write_logging_config
 from deployments.resilience import FLOW_RUN_ENV
 from deployments.server import prefect_command, stop_process_group
@@ -125,16 +126,6 @@ def descendants(pid: int) -> list[int]:
 def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
     """SIGTERM each process (and its group when it leads one) still alive, then SIGKILL."""
 
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        try:  # a zombie whose parent is gone is not worth waiting for
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     def send(pid: int, sig: int) -> None:
         with suppress(ProcessLookupError, PermissionError):  # gone already, or not ours
             if os.getpgid(pid) == pid:
@@ -142,13 +133,13 @@ def stop_pids(pids: list[int], timeout: float = 20.0) -> None:
             else:
                 os.kill(pid, sig)
 
-    remaining = [p for p in pids if alive(p)]
+    remaining = [p for p in pids if pid_alive(p)]
     for pid in remaining:
         send(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while remaining and time.monotonic() < deadline:
         time.sleep(0.2)
-        remaining = [p for p in remaining if alive(p)]
+        remaining = [p for p in remaining if pid_alive(p)]
     for pid in remaining:
         send(pid, signal.SIGKILL)
 
