@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo stop test test-fast test-faults bench lint format docs clean
+.PHONY: install demo stop test test-e2e test-fast test-faults bench lint format docs clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ stop:
 
 test: install
 	$(BIN)/python -m pytest
+
+# The whole served chain on a real Prefect server, and a browser beside a running pipeline (minutes
+# each; listed in tests/conftest.py). CI runs them after `make test`.
+test-e2e: install
+	$(BIN)/python -m pytest -m e2e
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not prefect_server"

@@ -285,7 +285,7 @@ def judge(runs: list[StageRun], now: datetime) -> tuple[str, str | None, str | N
 
 
 # How long a decided chain waits for the stage events of its finished runs to be stored.
-EVENT_GRACE_SECONDS = 30.0
+EVENT_GRACE_SECONDS = 90.0
 
 
 def _missing_events(runs: list[StageRun]) -> bool:

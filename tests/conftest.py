@@ -36,6 +36,26 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+# The end-to-end tests that run the whole served chain (or a browser beside it) take minutes each:
+# `make test` leaves them out, `make test-e2e` runs them, and CI (`.ci/run`) runs both. Listed here,
+# in one place, by node id prefix, so that the split is visible at a glance.
+END_TO_END = (
+    "tests/orchestration/test_chain.py::",
+    "tests/orchestration/test_alerts.py::test_a_held_batch_alerts_exactly_once",
+    "tests/api/test_runs_on_prefect.py::",
+    "tests/dashboard/test_browser.py::test_pipeline_runs_while_a_browser_keeps_reloading",
+    "tests/dashboard/test_end_to_end.py::",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests ``e2e`` before ``-m`` selects (see END_TO_END)."""
+    for item in items:
+        if item.nodeid.startswith(END_TO_END):
+            item.add_marker(pytest.mark.e2e)
+
+
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
