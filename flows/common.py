@@ -21,6 +21,7 @@ from searchflow.errors import GateFailed, SearchflowError
 __all__ = [
     "STAGES",
     "WAREHOUSE_LIMIT",
+    "confirm_event",
     "current_flow_run_id",
     "emit_stage_event",
     "event_name",
@@ -187,15 +188,147 @@ def flat_payload(payload: Mapping[str, Any]) -> dict[str, str | int | float | bo
 
 
 def emit_stage_event(stage: str, outcome: str, batch_id: str, payload: Mapping[str, Any]) -> None:
-    """Emit ``searchflow.<stage>.<outcome>`` about one batch; deployment triggers listen for it."""
-    from prefect.events import emit_event
+    """Emit ``searchflow.<stage>.<outcome>`` about one batch; deployment triggers listen for it.
 
-    emit_event(
-        event=event_name(stage, outcome),
-        resource={
+    Inside a flow run on a Prefect server, the run then makes sure the server stored the event
+    (:func:`confirm_event`) before it ends: Prefect's events client gives up on an event it could
+    not send while the server was away, and a process that exits takes its unsent events with it.
+    """
+    from uuid import uuid4
+
+    from prefect.events import emit_event
+    from prefect.types._datetime import now
+
+    run_id = current_flow_run_id()
+    fields: dict[str, Any] = {
+        "event": event_name(stage, outcome),
+        "resource": {
             "prefect.resource.id": f"searchflow.batch.{batch_id}",
             "prefect.resource.name": f"{stage} batch {batch_id}",
             "searchflow.stage": stage,
         },
-        payload=flat_payload({"batch_id": batch_id, **payload}),
-    )
+        "payload": flat_payload({"batch_id": batch_id, **payload}),
+        "id": uuid4(),
+        "occurred": now("UTC"),
+    }
+    if run_id:
+        # Named here, not only by the events client from the run context, so a re-sent copy
+        # still says which run emitted it (the follower and the UI link the two by it).
+        fields["related"] = [
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ]
+    emit_event(**fields)
+    if run_id and served():
+        confirm_event(fields)
+
+
+def served() -> bool:
+    """Whether this process talks to a Prefect server of its own (``PREFECT_API_URL``), not the
+    ephemeral in-process API, whose events nothing waits for."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+# How long a run waits for the server to store its stage event, and how often it sends it again
+# meanwhile. Past the bound the sweeper (flows/sweep.py) starts the next stage from the ledger.
+EVENT_CONFIRM_SECONDS = 180.0
+EVENT_RESEND_SECONDS = 20.0
+
+
+def event_stored(event_id: Any) -> bool:
+    """Whether the server has stored the event with this id (False while it does not answer)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter
+
+    try:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(filter=EventFilter(id=EventIDFilter(id=[event_id])), limit=1)
+    except Exception:
+        return False
+    return bool(page.events)
+
+
+def send_event_now(fields: Mapping[str, Any]) -> bool:
+    """Send the event on a connection of its own and close it; True when the server took it.
+
+    The same id as the first emission: the server stores an event once and its triggers skip an
+    event they have already seen, so a copy never starts the next stage twice."""
+    import asyncio
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.events.clients import get_events_client
+    from prefect.events.schemas.events import Event
+
+    async def send() -> None:
+        async with get_events_client(reconnection_attempts=2) as client:
+            await client.emit(Event(**fields))
+
+    # A thread of its own (the flow may run inside an event loop, and asyncio.run needs none),
+    # with this thread's context, where Prefect keeps its settings (the API URL).
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pool.submit(context.run, asyncio.run, send()).result(timeout=60)
+        except Exception:
+            return False
+    return True
+
+
+def _logger() -> Any:
+    """The flow run's logger (the UI and the run's log file), or the module's outside a run."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_logger, get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger(__name__)
+
+
+def confirm_event(
+    fields: Mapping[str, Any],
+    timeout: float = EVENT_CONFIRM_SECONDS,
+    resend_every: float = EVENT_RESEND_SECONDS,
+) -> bool:
+    """Wait until the server stored the event, sending it again every ``resend_every`` seconds
+    while it has not; give up after ``timeout`` seconds with a warning. True when stored.
+
+    The first send is the events client's (in the background, a moment after the emit); the
+    server stores events in batches every few seconds, so the first copies go out only after
+    ``resend_every``."""
+    name, event_id = fields["event"], fields["id"]
+    started = time.monotonic()
+    last_sent = started
+    resent = 0
+    delay = 0.5
+    while True:
+        if event_stored(event_id):
+            if resent:
+                _logger().info(
+                    "%s stored after %d re-send(s), %.0f s after it was emitted",
+                    name,
+                    resent,
+                    time.monotonic() - started,
+                )
+            return True
+        elapsed = time.monotonic() - started
+        if elapsed >= timeout:
+            _logger().warning(
+                "%s (event %s) not stored by the server after %.0f s; the sweeper starts the "
+                "next stage from the ledger instead",
+                name,
+                event_id,
+                elapsed,
+            )
+            return False
+        if time.monotonic() - last_sent >= resend_every:
+            last_sent = time.monotonic()
+            if send_event_now(fields):
+                resent += 1
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
