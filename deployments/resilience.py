@@ -53,8 +53,8 @@ def client_retry_seconds(max_retries: int | None = None) -> float:
 
 
 def crash_automation() -> Any:
-    """The automation that sets a run Crashed when neither a heartbeat nor a final state follows
-    its last heartbeat within ``CRASH_AFTER_SECONDS`` (an ``AutomationCore``)."""
+    """The automation that sets a run Crashed when no other event of the run (a heartbeat, a new
+    state) follows its last heartbeat within ``CRASH_AFTER_SECONDS`` (an ``AutomationCore``)."""
     from datetime import timedelta
 
     from prefect.client.schemas.objects import StateType
@@ -67,13 +67,10 @@ def crash_automation() -> Any:
         description="Created by `searchflow deploy` (docs/orchestration.md, failure behaviour).",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
-            expect={
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            },
+            # Any event of the run: another heartbeat, a final state, or a run handed back to
+            # its queue (AwaitingRetry, by the worker's supervisor), which must wait for a worker
+            # without being marked Crashed.
+            expect={"prefect.flow-run.*"},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

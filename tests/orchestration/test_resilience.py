@@ -39,7 +39,8 @@ def test_crash_detector_waits_for_missed_heartbeats() -> None:
     trigger = automation.trigger
     assert trigger.posture == "Proactive"
     assert trigger.after == {"prefect.flow-run.heartbeat"}
-    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= trigger.expect
+    # any event of the run ends the wait: a heartbeat, a final state, a hand-back (AwaitingRetry)
+    assert trigger.expect == {"prefect.flow-run.*"}
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.within.total_seconds() == CRASH_AFTER_SECONDS >= 2 * HEARTBEAT_SECONDS
     (action,) = automation.actions
@@ -98,3 +99,16 @@ def test_taking_the_warehouse_slot_waits_out_a_server_restart(monkeypatch) -> No
     monkeypatch.setattr(prefect.concurrency.sync, "concurrency", refusing)
     with pytest.raises(RuntimeError, match="does not exist"), common.warehouse_slot():
         pass
+
+
+def test_a_handed_back_run_is_not_marked_crashed() -> None:
+    """Read by the server's own trigger model: a heartbeat opens the wait; a hand-back
+    (AwaitingRetry), another heartbeat or a final state closes it, so only silence crashes."""
+    from prefect.server.events.schemas.automations import EventTrigger
+
+    trigger = EventTrigger.model_validate(crash_automation().trigger.model_dump(mode="json"))
+    assert trigger.starts_after("prefect.flow-run.heartbeat")
+    assert not trigger.starts_after("prefect.flow-run.AwaitingRetry")
+    for event in ("heartbeat", "AwaitingRetry", "Completed", "Failed", "Crashed", "Cancelled"):
+        assert trigger.expects(f"prefect.flow-run.{event}")
+    assert not trigger.expects("prefect.task-run.Completed")
