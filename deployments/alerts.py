@@ -14,10 +14,14 @@ What fires, once each:
 - **a flow run that ends Failed, Crashed or TimedOut for another reason**: the run a failed gate
   fails is left out (its state message names ``GateFailed``), so a held batch alerts once;
 - **a missed freshness SLA** (proactive): a generated batch passed its gate and no ingestion batch
-  passed within ``FRESHNESS_SLA``, i.e. data is generated but nothing reaches the warehouse.
+  passed within ``FRESHNESS_SLA``, i.e. data is generated but nothing reaches the warehouse;
+- **drift between a mart and its destination**, found by the scheduled ``reconcile`` deployment
+  (:mod:`flows.reconcile`): one ``searchflow.reconcile.drift`` event, so one alert, per drifted
+  destination. The run ends Failed under the state name ``Drifted``, which the flow-run alert
+  does not listen for, so a drift alerts once.
 
-Each message names the stage, the batch, the reasons and links the flow run in the UI (or
-names its id when the server has no UI URL).
+Each message names the stage, the batch (or the destination), the reasons and links the flow run
+in the UI (or names its id when the server has no UI URL).
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ PREFIX = "searchflow alert: "
 GATE_AUTOMATION = f"{PREFIX}gate failed"
 RUN_AUTOMATION = f"{PREFIX}flow run failed"
 FRESHNESS_AUTOMATION = f"{PREFIX}no ingestion"
-AUTOMATIONS: tuple[str, ...] = (GATE_AUTOMATION, RUN_AUTOMATION, FRESHNESS_AUTOMATION)
+DRIFT_AUTOMATION = f"{PREFIX}destination drift"
+AUTOMATIONS: tuple[str, ...] = (
+    GATE_AUTOMATION,
+    RUN_AUTOMATION,
+    FRESHNESS_AUTOMATION,
+    DRIFT_AUTOMATION,
+)
 FRESHNESS_SLA = timedelta(minutes=15)
 # Every SearchFlow deployment carries this tag (prefect.yaml), and so do its flow runs.
 TAG = "searchflow"
@@ -67,6 +77,18 @@ batch: the generated batch {{{{ event.payload.batch_id }}}} (and any after it) i
 failed expectations: freshness SLA, an ingestion batch validated within {minutes} minutes
 run: check the ingest-events runs and the worker"""
 
+DRIFT_SUBJECT = (
+    "SearchFlow: {{ event.payload.destination }} drifted from mart version "
+    "{{ event.payload.mart_version }}"
+)
+DRIFT_BODY = """\
+stage: reconcile ({{ event.payload.sync }} sync)
+batch: mart version {{ event.payload.mart_version }}
+drift: {{ event.payload.summary }}
+keys: {{ event.payload.sample or 'see `searchflow reconcile ' ~ event.payload.sync ~ '`' }}
+repair: searchflow sync {{ event.payload.sync }}
+run: {% if flow_run %}{{ flow_run|ui_url or 'flow run ' ~ flow_run.id }}{% else %}not run by Prefect{% endif %}"""
+
 
 def webhook_block(url: str) -> Any:
     """The notification block posting Slack-compatible JSON to ``url``."""
@@ -86,10 +108,13 @@ def _tagged() -> Any:
 
 
 def automations(block_id: Any) -> list[Any]:
-    """The three alert automations (``AutomationCore``), posting through block ``block_id``."""
+    """The alert automations (``AutomationCore``, in :data:`AUTOMATIONS` order), posting through
+    block ``block_id``."""
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
+
+    from flows.reconcile import DRIFT_EVENT, DRIFT_RESOURCE_PREFIX
 
     minutes = int(FRESHNESS_SLA.total_seconds() // 60)
     description = "Created by `searchflow deploy` (docs/api.md, alerts)."
@@ -152,6 +177,21 @@ def automations(block_id: Any) -> list[Any]:
                     subject=FRESHNESS_SUBJECT.format(minutes=minutes),
                     body=FRESHNESS_BODY.format(minutes=minutes),
                 )
+            ],
+        ),
+        AutomationCore(
+            name=DRIFT_AUTOMATION,
+            description=description,
+            trigger=EventTrigger(
+                expect={DRIFT_EVENT},
+                match=ResourceSpecification({"prefect.resource.id": f"{DRIFT_RESOURCE_PREFIX}.*"}),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[
+                SendNotification(block_document_id=block_id, subject=DRIFT_SUBJECT, body=DRIFT_BODY)
             ],
         ),
     ]

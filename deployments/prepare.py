@@ -41,6 +41,9 @@ from searchflow.errors import SearchflowError, UsageError
 WAREHOUSE_SLOTS = 1
 # The scheduled deployment of flows/sweep.py (flow/deployment), paused by prepare(sweeper=False).
 SWEEPER = "sweep/sweep"
+# The scheduled deployment of flows/reconcile.py: paused with the sweeper (a test's chain must not
+# see its runs), never resumed by prepare (a new deployment starts active).
+RECONCILER = "reconcile/reconcile"
 
 
 @dataclass
@@ -284,6 +287,8 @@ async def _after_deploy(
                     await client.resume_deployment(deployment_id)
                 else:
                     await client.pause_deployment(deployment_id)
+            elif name == RECONCILER and sweeper is False:
+                await client.pause_deployment(deployment_id)
         automations = await read_automations(client, deployed)
         crash = await ensure_crash_automation(client)
         alerts = await ensure_alerts(client, webhook_url)
@@ -301,8 +306,9 @@ def prepare(
     at ``api_url``; idempotent. ``alert_webhook_url`` defaults to SEARCHFLOW_ALERT_WEBHOOK_URL.
 
     ``sweeper=False`` pauses the scheduled ``sweep`` deployment (for tests that follow one chain
-    and must not see runs the sweeper starts, or a later test's worker pick them up), True resumes
-    it, None leaves it as it is (a new deployment starts active)."""
+    and must not see runs the sweeper starts, or a later test's worker pick them up), and the
+    scheduled ``reconcile`` with it; True resumes the sweeper, None leaves both as they are (a new
+    deployment starts active)."""
     from searchflow.config import get_settings
 
     webhook_url = alert_webhook_url or get_settings().alert_webhook_url

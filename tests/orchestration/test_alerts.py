@@ -9,11 +9,13 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
 from deployments.alerts import (
     AUTOMATIONS,
+    DRIFT_AUTOMATION,
     FRESHNESS_AUTOMATION,
     GATE_AUTOMATION,
     RUN_AUTOMATION,
@@ -95,6 +97,95 @@ def test_the_automations() -> None:
     assert freshness.after == {"searchflow.generation.validated"}
     assert freshness.expect == {"searchflow.ingestion.validated"}
     assert freshness.within.total_seconds() == 15 * 60
+
+
+def _received(event: str, resource: dict, payload: dict | None = None, related=()) -> Any:
+    """An event as the server receives it (for the server's own trigger matching)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    now = datetime.now(UTC)
+    return ReceivedEvent(
+        occurred=now,
+        received=now,
+        event=event,
+        resource=resource,
+        related=list(related),
+        payload=payload or {},
+        id=uuid.uuid4(),
+    )
+
+
+def _server_triggers() -> dict[str, Any]:
+    """Each alert's trigger as the server evaluates it."""
+    import uuid
+
+    from prefect.server.events.schemas.automations import EventTrigger
+
+    return {
+        a.name: EventTrigger.model_validate(a.trigger.model_dump(mode="json"))
+        for a in automations(uuid.uuid4())
+    }
+
+
+# What a flow run of a tagged deployment relates its events to.
+RUN_RELATED = (
+    {"prefect.resource.id": "prefect.flow-run.0b6f", "prefect.resource.role": "flow-run"},
+    {"prefect.resource.id": "prefect.tag.searchflow", "prefect.resource.role": "tag"},
+)
+
+
+def test_a_drift_alerts_once_per_destination_and_names_it() -> None:
+    """The reconcile flow's drift event wakes the drift alert (one bucket per destination) and no
+    other; its Drifted run does not wake the failed-run alert; another failure of it does."""
+    from flows.reconcile import DRIFT_STATE, Drift
+
+    triggers = _server_triggers()
+    drift = Drift("user_segments", "crm.user_segments", "t42", 1, 0, 3)
+    other = Drift("recommendations", "redis reco:{user_id}", "t42", 0, 2, 0)
+    events = [_received(**d.event(), related=RUN_RELATED) for d in (drift, other)]
+    covered = {name: [t.covers(e) for e in events] for name, t in triggers.items()}
+    assert covered == {name: [name == DRIFT_AUTOMATION] * 2 for name in AUTOMATIONS}, (
+        "only the drift alert listens for drift events"
+    )
+    buckets = {triggers[DRIFT_AUTOMATION].bucketing_key(e) for e in events}
+    assert len(buckets) == 2  # one alert per drifted destination, not one per run
+
+    run = triggers[RUN_AUTOMATION]
+    state_event = {
+        "prefect.resource.id": "prefect.flow-run.0b6f",
+        "prefect.state-message": "user_segments drifted",
+    }
+    drifted = _received(f"prefect.flow-run.{DRIFT_STATE}", state_event, related=RUN_RELATED[1:])
+    failed = _received("prefect.flow-run.Failed", state_event, related=RUN_RELATED[1:])
+    assert not run.covers(drifted)  # the drift's own alert is enough
+    assert run.covers(failed)  # a reconcile that could not run alerts as a failed run
+
+
+def test_the_drift_message_names_what_drifted() -> None:
+    """Rendered as the server renders it (Jinja, the event in the context): the destination,
+    the sync, the mart version and the counts; sample keys only for trigger ids."""
+    import uuid
+
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from flows.reconcile import Drift
+
+    (action,) = {a.name: a for a in automations(uuid.uuid4())}[DRIFT_AUTOMATION].actions
+    env = ImmutableSandboxedEnvironment()
+    env.filters["ui_url"] = lambda run: f"http://ui/runs/flow-run/{run['id']}"
+    drift = Drift("email_triggers", "crm.email_queue", "t42", 2, 0, 1, ("trg_1", "trg_2"))
+    context = {"event": _received(**drift.event()), "flow_run": {"id": "0b6f"}}
+    subject = env.from_string(action.subject).render(context)
+    body = env.from_string(action.body).render(context)
+    assert subject == "SearchFlow: crm.email_queue drifted from mart version t42"
+    assert "2 missing, 1 different" in body and "trg_1, trg_2" in body
+    assert "searchflow sync email_triggers" in body and "http://ui/runs/flow-run/0b6f" in body
+    hidden = Drift("user_segments", "crm.user_segments", "t42", 1, 0, 0)
+    body = env.from_string(action.body).render({"event": _received(**hidden.event())})
+    assert "see `searchflow reconcile user_segments`" in body and "not run by Prefect" in body
 
 
 async def _ensure(url: str | None) -> tuple[dict, dict[str, int]]:

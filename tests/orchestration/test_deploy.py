@@ -38,14 +38,15 @@ def test_deploy_is_idempotent(prefect_server, prepared) -> None:
     assert again.deployments == prepared.deployments  # upserted, same ids
     assert not again.pool_created and not again.limit_created
     for name, automations in again.automations.items():
-        untriggered = name.startswith(("generate-events/", "sweep/"))  # the root and the sweeper
+        # the root, the sweeper and the reconcile
+        untriggered = name.startswith(("generate-events/", "sweep/", "reconcile/"))
         assert len(automations) == (0 if untriggered else 1), name
 
     with api(prefect_server.api_url):
         state = asyncio.run(_server_state())
     assert state["limit"] == (1, True)
     assert state["pool"] == "process"
-    assert len(state["deployments"]) == 7  # six stages and the sweeper
+    assert len(state["deployments"]) == 8  # six stages, the sweeper and the reconcile
     assert len(state["automations"]) == 6  # recreated, never duplicated
     (crash,) = state["crash"]  # one crash detector, updated in place
     assert str(crash.id) == again.crash_automation == prepared.crash_automation
@@ -54,9 +55,9 @@ def test_deploy_is_idempotent(prefect_server, prepared) -> None:
     for deployment in state["deployments"].values():
         assert deployment.work_pool_name == DEFAULT_POOL
         assert deployment.global_concurrency_limit.limit == 1
-        # the events drive the chain; only the sweeper's schedule is on
+        # the events drive the chain; only the sweeper's and the reconcile's schedules are on
         assert [s.active for s in deployment.schedules if s.active] == (
-            [True] if deployment.name == "sweep" else []
+            [True] if deployment.name in ("sweep", "reconcile") else []
         )
         assert deployment.pull_steps == [{"deployments.steps.set_project_directory": {}}]
         assert deployment.job_variables["stream_output"] is False

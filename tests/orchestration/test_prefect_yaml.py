@@ -18,6 +18,7 @@ from searchflow.contract import FLOWS
 EXPECTED = [flow.deployment for flow in FLOWS]
 CONTRACT = {flow.deployment: flow for flow in FLOWS}
 SWEEPER = "sweep"  # not a stage: the scheduled deployment that backs up the events
+RECONCILER = "reconcile"  # not a stage: `searchflow reconcile` on a schedule, drift alerts
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def _flow(entrypoint: str):
 
 
 def test_one_deployment_per_flow(by_name: dict[str, dict]) -> None:
-    assert sorted(by_name) == sorted([*EXPECTED, SWEEPER])
+    assert sorted(by_name) == sorted([*EXPECTED, SWEEPER, RECONCILER])
 
 
 def test_the_sweeper_is_scheduled_and_never_triggered(by_name: dict[str, dict]) -> None:
@@ -52,6 +53,28 @@ def test_the_sweeper_is_scheduled_and_never_triggered(by_name: dict[str, dict]) 
     assert config["work_pool"]["name"] == DEFAULT_POOL
     assert config["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert set(config.get("parameters") or {}) <= set(inspect.signature(sweep.fn).parameters)
+
+
+def test_reconcile_is_scheduled_and_never_triggered(by_name: dict[str, dict]) -> None:
+    """An active schedule (no event starts it), on the pool, one run at a time, and parameters the
+    flow accepts; every sync is reconciled unless told otherwise."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from flows.reconcile import reconcile
+
+    config = by_name[RECONCILER]
+    assert config["entrypoint"] == "flows/reconcile.py:reconcile"
+    assert _flow(config["entrypoint"]) is reconcile and reconcile.name == RECONCILER
+    assert config["triggers"] == []
+    (schedule,) = config["schedules"]
+    assert schedule.pop("active") is True
+    cron = CronSchedule.model_validate(schedule)  # a cron Prefect accepts
+    assert cron.cron.split()[1:] == ["*", "*", "*", "*"]  # once an hour
+    assert config["work_pool"]["name"] == DEFAULT_POOL
+    assert config["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert "searchflow" in config["tags"]  # the failed-run alert matches runs by this tag
+    assert set(config.get("parameters") or {}) <= set(inspect.signature(reconcile.fn).parameters)
+    assert inspect.signature(reconcile.fn).parameters["syncs"].default is None
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -155,7 +178,7 @@ def test_generated_deployment_file_points_every_deployment_at_the_pool(project: 
     assert {d["work_pool"]["name"] for d in generated["deployments"]} == {"docker-pool"}
 
 
-@pytest.mark.parametrize("name", [*EXPECTED, SWEEPER])
+@pytest.mark.parametrize("name", [*EXPECTED, SWEEPER, RECONCILER])
 def test_flow_runs_get_the_fault_settings(by_name: dict[str, dict], name: str) -> None:
     """Heartbeats, client retries and quiet telemetry reach every run, on any pool; no run
     streams its output through its worker."""
