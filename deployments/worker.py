@@ -30,6 +30,7 @@ from pathlib import Path
 
 from deployments import DEFAULT_POOL, PROJECT_DIR
 from deployments.background import pid_alive
+from deployments.forkworker import ENABLED_ENV as FORKSERVER_ENV
 from deployments.logs import write_logging_config
 from deployments.resilience import FLOW_RUN_ENV
 from deployments.server import prefect_command, stop_process_group
@@ -58,7 +59,23 @@ def worker_env(
         }
     )
     env.update(settings_env)
+    keep_bytecode(env)
     return env
+
+
+def keep_bytecode(env: dict[str, str]) -> None:
+    """Let the worker, the fork server and cold-started runs cache compiled bytecode.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (and an install that compiled nothing) every new interpreter
+    compiles Prefect, pydantic, dbt and GX from source again, seconds each time. The cache goes
+    to ``$SEARCHFLOW_HOME/cache/pycache`` (``PYTHONPYCACHEPREFIX``), never beside the sources, which
+    is what that variable is usually set to avoid; a prefix the user chose is left alone.
+    """
+    home = env.get("SEARCHFLOW_HOME")
+    if not env.get("PYTHONDONTWRITEBYTECODE") or env.get("PYTHONPYCACHEPREFIX") or not home:
+        return
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    env["PYTHONPYCACHEPREFIX"] = str(Path(home) / "cache" / "pycache")
 
 
 HAND_BACK_MESSAGE = "handed back: its worker stopped before the run ended; the next worker runs it"
@@ -286,11 +303,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default=DEFAULT_POOL)
     parser.add_argument("--name", required=True)
     args = parser.parse_args(argv)
-    return supervise(
-        prefect_command(
+    if os.environ.get(FORKSERVER_ENV, "1") == "0":
+        command = prefect_command(
             "worker", "start", "--pool", args.pool, "--name", args.name, "--type", "process"
         )
-    )
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "deployments.forkworker",
+            "--pool",
+            args.pool,
+            "--name",
+            args.name,
+        ]
+    return supervise(command)
 
 
 if __name__ == "__main__":
