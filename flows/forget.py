@@ -7,6 +7,8 @@ found by their id and, when the application's records landed, by their email add
 - the warehouse: every row of every base table (raw, staging, marts and their candidates,
   snapshots, the quarantine, dead letters) with a text column equal to a needle or naming it as a
   JSON string, in one transaction; ``ops`` (ledger, audit) never holds user ids and is skipped;
+- the restricted store (the contacts model, a file of its own): the same, in a transaction of
+  its own first (DuckDB writes one attached file per transaction);
 - Postgres ``crm``: the user's segment, email queue rows (the one write the queue's never-touch
   rule allows, audited) and rejects;
 - Redis: the recommendation key, its entry in the owned-keys list, stream entries naming the user;
@@ -27,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from searchflow import audit, pii, warehouse
+from searchflow import audit, pii, restricted, warehouse
 from searchflow.config import Settings
 from searchflow.errors import UsageError
 
@@ -53,29 +55,45 @@ def _emails(con: duckdb.DuckDBPyConnection, user_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _text_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+def _restricted_emails(con: duckdb.DuckDBPyConnection, user_id: str) -> list[str]:
+    if not restricted.has_contacts(con):
+        return []
     rows = con.execute(
-        "SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c "
+        f"SELECT DISTINCT email FROM {restricted.CONTACTS} WHERE user_id = ? AND email IS NOT NULL",
+        [user_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _text_columns(con: duckdb.DuckDBPyConnection, database: str | None) -> dict[str, list[str]]:
+    where = "c.database_name = ?" if database else "c.database_name = current_database()"
+    rows = con.execute(
+        "SELECT c.database_name, c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c "
         "JOIN duckdb_tables() t ON t.database_name = c.database_name "
         "AND t.schema_name = c.schema_name AND t.table_name = c.table_name "
-        "WHERE c.database_name = current_database() AND c.schema_name <> 'ops' "
-        f"AND c.data_type IN {_TEXT_TYPES}"
+        f"WHERE {where} AND c.schema_name <> 'ops' "
+        f"AND c.data_type IN {_TEXT_TYPES}",
+        [database] if database else [],
     ).fetchall()
     out: dict[str, list[str]] = {}
-    for schema, table, column in rows:
-        out.setdefault(f'"{schema}"."{table}"', []).append(f'"{column}"')
+    for db, schema, table, column in rows:
+        name = f'"{db}"."{schema}"."{table}"' if database else f'"{schema}"."{table}"'
+        out.setdefault(name, []).append(f'"{column}"')
     return out
 
 
-def erase_warehouse(con: duckdb.DuckDBPyConnection, needles: list[str]) -> dict[str, int]:
-    """Delete every row naming a needle (equal, or as a JSON string inside the text)."""
+def erase_warehouse(
+    con: duckdb.DuckDBPyConnection, needles: list[str], database: str | None = None
+) -> dict[str, int]:
+    """Delete every row naming a needle (equal, or as a JSON string inside the text), in the
+    warehouse or in the attached ``database``."""
     removed: dict[str, int] = {}
     params: list[str] = []
     conditions = []
     for needle in needles:
         conditions.append("CAST({c} AS VARCHAR) = ? OR contains(CAST({c} AS VARCHAR), ?)")
         params += [needle, _quoted(needle)]
-    for table, columns in _text_columns(con).items():
+    for table, columns in _text_columns(con, database).items():
         where = " OR ".join(f"({cond.format(c=c)})" for c in columns for cond in conditions)
         args = [p for _ in columns for p in params]
         count = con.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0]
@@ -246,10 +264,24 @@ def forget_user(
     hashed = pii.user_hash(settings, user_id)
     with warehouse.session(settings) as con:
         warehouse.ensure_raw_schema(con)
-        needles = [user_id, *_emails(con, user_id)]
+        contacts = restricted.restricted_path(settings.warehouse_path).exists()
+        if contacts:  # the PII's own file, attached read-write for this erasure only
+            restricted.attach(con, settings.warehouse_path, read_only=False)
+        emails = {*_emails(con, user_id), *(_restricted_emails(con, user_id) if contacts else [])}
+        needles = [user_id, *sorted(emails)]
+        touched: dict[str, Any] = {}
+        if contacts:
+            con.execute("BEGIN")
+            try:
+                touched["restricted"] = erase_warehouse(con, needles, restricted.ALIAS)
+                con.execute("COMMIT")
+                con.execute(f"CHECKPOINT {restricted.ALIAS}")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
         con.execute("BEGIN")
         try:
-            touched: dict[str, Any] = {"warehouse": erase_warehouse(con, needles)}
+            touched["warehouse"] = erase_warehouse(con, needles)
             pii.suppress(con, hashed)
             con.execute("COMMIT")
         except BaseException:

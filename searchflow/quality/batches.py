@@ -105,9 +105,14 @@ def generation(settings: Settings, summary: Mapping[str, Any], data: Any) -> Sta
     """The generated batch: its schema, and its rule figures and rates in one row (see checks)."""
     from searchflow.quality import checks
 
-    tables = _generated_tables(data)
-    rules = checks.generation_rules(tables)
-    n_search, n_click, n_conv = (tables[t].num_rows for t in EVENT_TYPES)
+    if hasattr(data, "gate_rules"):  # a batch built in parts: its figures summed over the parts
+        tables = data.schema_tables()
+        rules = data.gate_rules()
+        n_search, n_click, n_conv = (data.clean_counts()[t] for t in EVENT_TYPES)
+    else:
+        tables = _generated_tables(data)
+        rules = checks.generation_rules(tables)
+        n_search, n_click, n_conv = (tables[t].num_rows for t in EVENT_TYPES)
     config = getattr(data, "config", None)
     ctr = float(getattr(config, "click_through_rate", summary.get("click_through_rate", 0.30)))
     cvr = float(getattr(config, "conversion_rate", summary.get("conversion_rate", 0.10)))
@@ -318,6 +323,10 @@ def sync(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
             counts={"mart_rows": mart_rows, "sampled": len(sample)},
         )
     mart_rows = _mart_rows(settings, MART_OF[name])
+    if name == "email_triggers":
+        # The queue takes only consented users' triggers (docs/governance.md): its floor is the
+        # rows the sync read after the consent filter, not the mart's whole count.
+        mart_rows = min(mart_rows, int(summary.get("read") or 0))
     checkpoint = POSTGRES_CHECKPOINTS[name]
     return StageBatch(
         checkpoint=checkpoint,

@@ -40,6 +40,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("session_started_at", "timestamptz"),
         ("session_ended_at", "timestamptz"),
         ("as_of", "timestamptz"),
+        # The address at sync time, from the restricted store, for consented users only.
+        ("email", "text"),
         # Owned by the email sender: the sync inserts 'queued' and never touches a row again.
         ("status", "text NOT NULL DEFAULT 'queued'"),
         ("queued_at", "timestamptz NOT NULL DEFAULT now()"),

@@ -40,6 +40,8 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "session_started_at",
         "session_ended_at",
         "as_of",
+        # not in the mart: joined at sync time from the restricted store (sync/source.py)
+        "email",
     ),
     "recommendations": (
         "user_id",
@@ -54,7 +56,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 # Values without which a row means nothing at its destination (the row becomes a reject).
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "user_segments": ("segment",),
-    "email_triggers": ("user_id", "trigger_type"),
+    "email_triggers": ("user_id", "trigger_type", "email"),
     "recommendations": ("destination_1", "score", "generated_at"),
 }
 
@@ -65,6 +67,7 @@ SPECS: dict[str, MartSpec] = {
         key=_COLUMNS[name][0],
         columns=_COLUMNS[name],
         required=_REQUIRED[name],
+        addressed=name == "email_triggers",
     )
     for name in SYNC_NAMES
 }

@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchflow import restricted
 from searchflow.arrays import prefer_jemalloc
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
@@ -39,6 +40,8 @@ class MartSpec:
     key: str
     columns: tuple[str, ...]
     required: tuple[str, ...] = ()
+    # The email sync: only consented users' rows, each with its address from the restricted store
+    addressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,19 +63,48 @@ def missing_mart_error(mart: str) -> SearchflowError:
     )
 
 
+def addressed_relation(mart: str, contacts: bool) -> str:
+    """The email sync's rows: the mart's triggers of users whose marketing consent is given both
+    at the mart's as-of time and in their current profile, each with the user's current address.
+
+    The address is joined here, at sync time, from the restricted store
+    (:data:`searchflow.restricted.CONTACTS`); the mart itself carries none. A user the store does
+    not know, or without a version valid at the as-of time, gets no email: consent is never
+    assumed. Without the store (no transform since the first app ingest) no row qualifies.
+    """
+    if not contacts:
+        return f"(SELECT m.*, CAST(NULL AS VARCHAR) AS email FROM {mart} AS m WHERE false)"
+    return f"""(
+        SELECT m.*, now_c.email
+        FROM {mart} AS m
+        JOIN {restricted.CONTACTS} AS then_c
+          ON then_c.user_id = m.user_id
+         AND then_c.valid_from <= m.as_of
+         AND (then_c.valid_to IS NULL OR then_c.valid_to > m.as_of)
+        JOIN {restricted.CONTACTS} AS now_c
+          ON now_c.user_id = m.user_id AND now_c.valid_to IS NULL
+        WHERE then_c.marketing_consent IS TRUE AND now_c.marketing_consent IS TRUE
+    )"""
+
+
+def relation(spec: MartSpec, contacts: bool = False) -> str:
+    """What a sync reads: the mart, or for the email sync its consented, addressed rows."""
+    return addressed_relation(spec.mart, contacts) if spec.addressed else spec.mart
+
+
 def _missing(spec: MartSpec) -> str:
     return " OR ".join(f"{c} IS NULL" for c in spec.required) or "false"
 
 
-def clean_query(spec: MartSpec) -> str:
+def clean_query(spec: MartSpec, source: str | None = None) -> str:
     """One aggregate: TRUE when no row can be a reject (the common case, checked cheaply)."""
     return f"""
         SELECT count(*) = count(DISTINCT {spec.key}) AND NOT coalesce(bool_or({_missing(spec)}), false)
-        FROM {spec.mart}
+        FROM {source or spec.mart}
     """
 
 
-def reject_query(spec: MartSpec) -> str:
+def reject_query(spec: MartSpec, source: str | None = None) -> str:
     """One scan: every row with the reason it cannot be written (NULL when it can)."""
     cols = ", ".join(f"m.{c}" for c in spec.columns)
     reason = f"""CASE
@@ -82,13 +114,14 @@ def reject_query(spec: MartSpec) -> str:
                END"""
     # The whole row as JSON only for rejects: encoding every good row would cost a second scan.
     # Duplicates through a GROUP BY (a hash aggregate), about twice as fast as a window count.
+    source = source or spec.mart
     return f"""
         WITH dup AS (
-            SELECT {spec.key} FROM {spec.mart} GROUP BY {spec.key} HAVING count(*) > 1
+            SELECT {spec.key} FROM {source} GROUP BY {spec.key} HAVING count(*) > 1
         )
         SELECT {cols}, {reason} AS _reason,
                CASE WHEN {reason} IS NOT NULL THEN to_json(m)::VARCHAR END AS _row
-        FROM {spec.mart} AS m LEFT JOIN dup ON dup.{spec.key} = m.{spec.key}
+        FROM {source} AS m LEFT JOIN dup ON dup.{spec.key} = m.{spec.key}
     """
 
 
@@ -116,20 +149,33 @@ def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
 
 
+def _attach_contacts(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
+    try:
+        attached = restricted.attach(con, settings.warehouse_path, read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise lock_error(restricted.restricted_path(settings.warehouse_path), exc) from None
+        raise
+    return attached and restricted.has_contacts(con)
+
+
 def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     """Read one mart and the published version read-only into Arrow and close the file at once."""
     prefer_jemalloc()
     con = _open(settings, spec.mart)
     try:
         try:
+            # Only the email sync opens the restricted store, read-only, for the addresses.
+            contacts = spec.addressed and _attach_contacts(con, settings)
+            source = relation(spec, contacts)
             con.execute("BEGIN TRANSACTION")  # the version and the rows from one snapshot
             version = published_version(con)
-            if con.execute(clean_query(spec)).fetchone()[0]:
+            if con.execute(clean_query(spec, source)).fetchone()[0]:
                 cols = ", ".join(spec.columns)
-                good = con.execute(f"SELECT {cols} FROM {spec.mart}").to_arrow_table()
-                empty = con.execute(f"{reject_query(spec)} LIMIT 0").to_arrow_table()
+                good = con.execute(f"SELECT {cols} FROM {source}").to_arrow_table()
+                empty = con.execute(f"{reject_query(spec, source)} LIMIT 0").to_arrow_table()
                 return MartBatch(good=good, rejects=empty, version=version)
-            table = con.execute(reject_query(spec)).to_arrow_table()
+            table = con.execute(reject_query(spec, source)).to_arrow_table()
         except duckdb.CatalogException as exc:
             if spec.mart.split(".")[-1] in str(exc):
                 raise missing_mart_error(spec.mart) from None

@@ -12,7 +12,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from searchflow import audit, pii, warehouse
+from searchflow import audit, pii, restricted, warehouse
 from searchflow.cli import cli
 
 pytestmark = pytest.mark.services
@@ -67,16 +67,38 @@ def _redis_traces(client: redis.Redis, user_id: str) -> list[str]:
     return found
 
 
+def _restricted_traces(settings, needle: str) -> list[str]:
+    """Tables of the restricted store (the contacts model) naming ``needle``."""
+    store = restricted.restricted_path(settings.warehouse_path)
+    if not store.exists():
+        return []
+    with duckdb.connect(str(store), read_only=True) as con:
+        return _warehouse_traces(con, needle)
+
+
+def _invoke(runner: CliRunner, *args: str) -> None:
+    result = runner.invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+
+
 def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, redis_url):
     runner = CliRunner()
-    result = runner.invoke(cli, ["run", "--events", "3000", "--seed", "3", "--json"])
-    assert result.exit_code == 0, result.output
+    simulation = ["--events", "3000", "--seed", "3", "--users", "400"]
+    _invoke(runner, "run", *simulation)
+    # The application's records of the same users (emails, consent), then the marts and syncs
+    # again: the email queue addresses consented users from the restricted store.
+    _invoke(runner, "generate", *simulation, "--sink", "postgres")
+    _invoke(runner, "ingest", "--source", "app")
+    _invoke(runner, "transform")
+    _invoke(runner, "sync", "all")
     with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
         cur.execute(
-            "SELECT q.user_id FROM crm.email_queue q JOIN crm.user_segments s USING (user_id) "
-            "ORDER BY q.user_id LIMIT 1"
+            "SELECT q.user_id, q.email FROM crm.email_queue q JOIN crm.user_segments s "
+            "USING (user_id) ORDER BY q.user_id LIMIT 1"
         )
-        (user_id,) = cur.fetchone()
+        user_id, email = cur.fetchone()
+    assert "@" in email
+    assert _restricted_traces(service_settings, email) == ["pii.user_contacts"]
     client = redis.Redis.from_url(redis_url)
     assert _redis_traces(client, user_id) and _postgres_traces(postgres_url, user_id)
     with warehouse.session(service_settings, read_only=True) as con:
@@ -98,6 +120,7 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
 
     with warehouse.session(service_settings, read_only=True) as con:
         assert _warehouse_traces(con, user_id) == []
+        assert _warehouse_traces(con, email) == []
         hashes = pii.suppressed_hashes(con)
         log = audit.entries(con, command="forget")
     assert pii.user_hash(service_settings, user_id) in hashes
@@ -106,12 +129,17 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     assert {e["target"] for e in synced} == {"user_segments", "email_triggers", "recommendations"}
     assert all(e["touched"]["run_id"] and e["actor"].startswith("user:") for e in synced)
     assert log[0]["target"] == summary["user_hash"] and user_id not in json.dumps(log, default=str)
+    assert _restricted_traces(service_settings, user_id) == []
+    assert _restricted_traces(service_settings, email) == []
     assert _postgres_traces(postgres_url, user_id) == []
+    assert _postgres_traces(postgres_url, email) == []
     assert _redis_traces(client, user_id) == []
+    assert _redis_traces(client, email) == []
     client.close()
     for path in home.rglob("*"):
         if path.is_file() and path.suffix in (".jsonl", ".json", ".html"):
-            assert not _pattern(user_id).search(path.read_text(errors="replace")), path
+            text = path.read_text(errors="replace")
+            assert not _pattern(user_id).search(text) and email not in text, path
     parquet = sorted(home.rglob("*.parquet"))
     assert parquet, "the chain published Parquet snapshots"
     for path in parquet:

@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 import duckdb
 import pytest
 
+from searchflow import restricted
 from searchflow.config import Settings
 
-from .marts import MART_DDL, reco_row, segment_row, trigger_row
+from .marts import CONTACTS_DDL, MART_DDL, contact_rows, reco_row, segment_row, trigger_row
 
 
 @pytest.fixture
@@ -17,6 +18,8 @@ def build_marts(settings: Settings) -> Callable[..., None]:
     """Replace the marts in the test warehouse: build_marts(segments=[...], triggers=..., recos=...).
 
     A mart passed as None is left as it is; pass ``drop=("marketing.mart_x",)`` to remove one.
+    With triggers, the restricted store's contacts are rebuilt too: ``contacts`` rows as given,
+    else one consented profile per trigger's user (the email sync addresses consented users only).
     """
 
     def build(
@@ -24,6 +27,7 @@ def build_marts(settings: Settings) -> Callable[..., None]:
         triggers: Sequence[tuple] | None = None,
         recos: Sequence[tuple] | None = None,
         drop: Sequence[str] = (),
+        contacts: Sequence[tuple] | None = None,
     ) -> None:
         settings.ensure_home()
         con = duckdb.connect(str(settings.warehouse_path))
@@ -44,6 +48,19 @@ def build_marts(settings: Settings) -> Callable[..., None]:
                 con.execute(f"DROP TABLE IF EXISTS {mart}")
         finally:
             con.close()
+        if triggers is not None or contacts is not None:
+            rows = contacts if contacts is not None else contact_rows(triggers or [])
+            store = duckdb.connect(str(restricted.ensure_store(settings.warehouse_path)))
+            try:
+                store.execute("CREATE SCHEMA IF NOT EXISTS pii")
+                store.execute(f"CREATE OR REPLACE TABLE pii.user_contacts {CONTACTS_DDL}")
+                if rows:
+                    store.executemany(
+                        "INSERT INTO pii.user_contacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [list(r) for r in rows],
+                    )
+            finally:
+                store.close()
 
     return build
 

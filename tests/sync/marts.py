@@ -21,6 +21,12 @@ MART_DDL = {
         score DOUBLE, generated_at TIMESTAMP)""",
 }
 
+# The restricted store's contacts model (dbt/models/restricted/pii_user_contacts.sql).
+CONTACTS_DDL = """(
+    user_id VARCHAR, email VARCHAR, full_name VARCHAR, phone VARCHAR, marketing_consent BOOLEAN,
+    created_at TIMESTAMP, valid_from TIMESTAMP, valid_to TIMESTAMP)"""
+SIGNED_UP = AS_OF - timedelta(days=365)
+
 SEGMENTS = ("power", "regular", "engaged", "casual", "dormant")
 CITIES = ("Paris", "Rome", "Tokyo", "Lisbon", "Cancun", "Miami", "Oslo")
 
@@ -64,3 +70,29 @@ def reco_row(i: int, score: float | None = None, n: int = 3) -> tuple:
         score if score is not None else round(0.1 + (i % 9) / 10, 2),
         AS_OF,
     )
+
+
+def contact_row(
+    user_id: str,
+    consent: bool = True,
+    valid_from: datetime = SIGNED_UP,
+    valid_to: datetime | None = None,
+    email: str | None = None,
+) -> tuple:
+    """One version of a user's contact details in the restricted store."""
+    address = email or f"{user_id}@example.test"
+    return (
+        user_id,
+        address,
+        f"Name {user_id}",
+        "+1 555 0100",
+        consent,
+        SIGNED_UP,
+        valid_from,
+        valid_to,
+    )
+
+
+def contact_rows(triggers) -> list[tuple]:
+    """A consented profile, valid since signup, for every trigger's user."""
+    return [contact_row(u) for u in sorted({t[1] for t in triggers if t[1] is not None})]
