@@ -23,6 +23,7 @@ from searchflow.config import Settings
 
 KEY_FILE = "pii.key"
 SUPPRESSED = "ops.suppressed_users"
+SUPPRESSION_FUNCTION = "sf_suppressed"  # registered by register_suppression
 
 
 def key_path(settings: Settings) -> Path:
@@ -92,8 +93,13 @@ def register_suppression(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
         return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest() in hashes
 
     with contextlib.suppress(duckdb.Error):
-        con.remove_function("sf_suppressed")
+        con.remove_function(SUPPRESSION_FUNCTION)
     con.create_function(
-        "sf_suppressed", suppressed, [VARCHAR], BOOLEAN, null_handling="special", side_effects=False
+        SUPPRESSION_FUNCTION,
+        suppressed,
+        [VARCHAR],
+        BOOLEAN,
+        null_handling="special",
+        side_effects=False,
     )
     return True

@@ -6,7 +6,9 @@ both, from the newest ``updated_at`` already landed minus :data:`LOOKBACK`, so a
 ``updated_at`` are never skipped at a page boundary. Every version seen lands once in
 ``raw.app_<type>`` (a change-record history keyed by ``(key, updated_at)``): a re-read is a
 duplicate, never a second row. A row that breaks the contract (no key, an unknown status or tier,
-a negative amount, ...) is dead-lettered with its reason in ``raw.dead_letter_events``.
+a negative amount, ...) is dead-lettered with its reason in ``raw.dead_letter_events``. A row of
+a forgotten user (on the suppression list, ``searchflow forget``) is neither landed nor
+dead-lettered: it is counted as ``suppressed``, so the user does not come back from the source.
 
 The whole extraction is one read-only, repeatable-read transaction on the source
 (:func:`searchflow.appdb.read_only`): one consistent picture, and nothing can be written.
@@ -30,7 +32,7 @@ from searchflow import appdb
 from searchflow.appdb import RECORDS, STATUSES, TIERS, RecordTable
 from searchflow.config import Settings
 from searchflow.ingest.chunks import INPUT, Chunk
-from searchflow.ingest.land import OUTCOMES, lit, rollback_quietly, utc_now
+from searchflow.ingest.land import OUTCOMES, SUPPRESSION_FUNCTION, lit, rollback_quietly, utc_now
 
 LOOKBACK = timedelta(days=1)
 SOURCE = "app"
@@ -87,6 +89,17 @@ def _reason_sql(record_type: str) -> str:
     return f"CASE {cases} END"
 
 
+def _suppressed_sql(con: duckdb.DuckDBPyConnection, alias: str = "j") -> str:
+    """TRUE for a forgotten user's row (``user_id`` on the suppression list; see
+    :func:`searchflow.pii.register_suppression`), ``false`` when nobody was forgotten."""
+    registered = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [SUPPRESSION_FUNCTION]
+    ).fetchone()[0]
+    if not registered:
+        return "false"
+    return f"coalesce({SUPPRESSION_FUNCTION}({alias}.user_id), false)"
+
+
 def _spec_of(con: duckdb.DuckDBPyConnection, relation: str) -> RecordTable:
     names = {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
     return RECORDS["bookings" if "booking_id" in names else "users"]
@@ -104,7 +117,8 @@ def land_records(
     """Land one chunk of source rows in one transaction (the chunk loop's ``land``).
 
     Counts per ``app_<type>``: read = landed + duplicates (a version already landed, or repeated
-    in the chunk) + dead_letters (new ones; a dead letter seen before is a duplicate).
+    in the chunk) + dead_letters (new ones; a dead letter seen before is a duplicate) + suppressed
+    (a forgotten user's row, checked first so that not even a dead letter keeps it).
     """
     spec = _spec_of(con, input_relation)
     bucket = f"app_{spec.record_type}"
@@ -125,7 +139,8 @@ def land_records(
         f"""
         CREATE OR REPLACE TEMP TABLE _app_outcome AS
         SELECT j.*, md5({lit(source)} || j.source_ref || j.raw_text) AS dead_letter_id,
-               CASE WHEN j.reason IS NOT NULL THEN
+               CASE WHEN {_suppressed_sql(con)} THEN 'suppressed'
+                    WHEN j.reason IS NOT NULL THEN
                         CASE WHEN md5({lit(source)} || j.source_ref || j.raw_text) IN
                              (SELECT dead_letter_id FROM raw.dead_letter_events)
                              OR j.nth > 1 THEN 'duplicates' ELSE 'dead_letters' END
@@ -263,7 +278,8 @@ def raw_accuracy(
                 spec.raw_table,
                 "batch_id NOT IN (SELECT batch_id FROM ops.batches WHERE state = 'discarded')",
             )
-            found = appdb.compare(con, spec, "_app_source", warehouse)
+            kept = f"(SELECT * FROM _app_source AS s WHERE NOT {_suppressed_sql(con, 's')})"
+            found = appdb.compare(con, spec, kept, warehouse)
         finally:
             con.unregister("_app_source")
         results[record_type] = {

@@ -5,7 +5,11 @@ transaction and compared in DuckDB with each warehouse level that holds them:
 
 - ``raw``: the newest version of each key in ``raw.app_<type>`` (what ingestion landed; rows of
   discarded batches left out);
-- ``staging``: the newest version in ``staging.stg_app_<type>`` (only published batches);
+- ``staging``: the newest version in ``staging.stg_app_<type>`` (only published batches), on
+  every column but the PII, which staging does not keep;
+- ``restricted``: for users, the current version of the restricted model
+  (``restricted.pii.user_contacts``, in the owner-only file beside the warehouse): the email,
+  name, phone and consent;
 - ``history``: the current version (``dbt_valid_to`` null) of the SCD2 model
   (``intermediate.int_user_profile_history`` / ``int_booking_status_history``), on the columns it
   keeps.
@@ -23,8 +27,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from searchflow import appdb, warehouse
-from searchflow.appdb import RECORDS, RecordTable
+from searchflow import appdb, pii, restricted, warehouse
+from searchflow.appdb import PII_COLUMNS, RECORDS, RecordTable
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 
@@ -41,21 +45,29 @@ HISTORY = {
     ),
 }
 PUBLISHED = "batch_id IN (SELECT batch_id FROM ops.batches WHERE stage = 'ingestion' AND state = 'published')"
+CONTACTS = ("user_id", "email", "full_name", "phone", "marketing_consent", "created_at")
 NOT_DISCARDED = "batch_id NOT IN (SELECT batch_id FROM ops.batches WHERE state = 'discarded')"
 
 
-def _levels(con: Any, spec: RecordTable) -> dict[str, tuple[RecordTable, str] | None]:
+def _only(spec: RecordTable, kept: tuple[str, ...]) -> RecordTable:
+    narrow = replace(spec, columns={c: t for c, t in spec.columns.items() if c in kept})
+    return narrow if spec.amount in kept else replace(narrow, amount=None)
+
+
+def _levels(
+    con: Any, spec: RecordTable, contacts: bool
+) -> dict[str, tuple[RecordTable, str] | None]:
     """Each warehouse level's relation for ``spec`` (None when it does not exist yet)."""
     staging = f"staging.stg_app_{spec.record_type}"
+    pii = PII_COLUMNS.get(spec.record_type, ())
+    staged = _only(spec, tuple(c for c in spec.columns if c not in pii))
     history, kept = HISTORY[spec.record_type]
-    narrow = replace(spec, columns={c: t for c, t in spec.columns.items() if c in kept})
-    if spec.amount not in kept:
-        narrow = replace(narrow, amount=None)
+    narrow = _only(spec, kept)
     levels: dict[str, tuple[RecordTable, str] | None] = {
         "raw": (spec, appdb.latest_versions(spec, spec.raw_table, NOT_DISCARDED))
         if warehouse.table_exists(con, spec.raw_table)
         else None,
-        "staging": (spec, appdb.latest_versions(spec, staging))
+        "staging": (staged, appdb.latest_versions(staged, staging))
         if warehouse.table_exists(con, staging)
         else None,
         "history": (
@@ -65,6 +77,15 @@ def _levels(con: Any, spec: RecordTable) -> dict[str, tuple[RecordTable, str] | 
         if warehouse.table_exists(con, history)
         else None,
     }
+    if pii:
+        levels["restricted"] = (
+            (
+                _only(spec, CONTACTS),
+                f"(SELECT {', '.join(CONTACTS)} FROM {restricted.CONTACTS} WHERE valid_to IS NULL)",
+            )
+            if contacts
+            else None
+        )
     return levels
 
 
@@ -87,10 +108,14 @@ def reconcile(settings: Settings) -> dict[str, Any]:
         sources = {t: appdb.fetch(conn, spec, order=spec.key) for t, spec in RECORDS.items()}
     tables: dict[str, Any] = {}
     with warehouse.session(settings, read_only=True) as con:
+        # the one read of the restricted file outside dbt and the email sync: it checks the PII
+        contacts = restricted.attach(con, settings.warehouse_path) and restricted.has_contacts(con)
+        # forgotten users stay in the source but must not be in the warehouse: left out
+        suppressed = pii.register_suppression(con, settings)
         for record_type, spec in RECORDS.items():
             con.register("_source_rows", sources[record_type])
             try:
-                tables[record_type] = _table(con, spec)
+                tables[record_type] = _table(con, spec, contacts, suppressed)
             finally:
                 con.unregister("_source_rows")
     levels = sorted({level for t in tables.values() for level in t["levels"]})
@@ -122,16 +147,17 @@ def reconcile(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _table(con: Any, spec: RecordTable) -> dict[str, Any]:
+def _table(con: Any, spec: RecordTable, contacts: bool, suppressed: bool) -> dict[str, Any]:
     levels: dict[str, Any] = {}
     not_built = []
     source_rows = 0
-    for level, found in _levels(con, spec).items():
+    kept = f"NOT coalesce({pii.SUPPRESSION_FUNCTION}(user_id), false)" if suppressed else "true"
+    for level, found in _levels(con, spec, contacts).items():
         if found is None:
             not_built.append(level)
             continue
         narrow, relation = found
-        source = f"(SELECT {', '.join(narrow.columns)} FROM _source_rows)"
+        source = f"(SELECT {', '.join(narrow.columns)} FROM _source_rows WHERE {kept})"
         result = appdb.compare(con, narrow, source, relation)
         source_rows = result["source_rows"]
         result["mismatching"] = len(result["mismatching_keys"])
@@ -140,7 +166,7 @@ def _table(con: Any, spec: RecordTable) -> dict[str, Any]:
     return {
         "table": spec.table,
         "source_rows": source_rows
-        or int(con.execute("SELECT count(*) FROM _source_rows").fetchone()[0]),
+        or int(con.execute(f"SELECT count(*) FROM _source_rows WHERE {kept}").fetchone()[0]),
         "levels": levels,
         "not_built": not_built,
     }
