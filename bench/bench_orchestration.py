@@ -9,7 +9,8 @@ to the downstream run's start, as the server recorded them, and split where the 
 server's automation (event -> run created) and the worker (created -> running: poll, process start,
 pull step, loading the flow). The rows give each hop of the first chain and the p50/p95 of all.
 
-``SEARCHFLOW_FORKSERVER=0`` measures the same with every run started in a cold interpreter.
+``SEARCHFLOW_FORKSERVER=0`` measures the same with every run started in a cold interpreter;
+``SEARCHFLOW_BENCH_PREFECT_PORT`` fixes the server's port (default: a free one).
 
 Seed-style: the seed documents chain the stages by schedule (ingestion every 5 minutes,
 transformation hourly, syncs every 6 hours), so a batch waits on average half an interval at each
@@ -104,7 +105,8 @@ def run(scale: float) -> list[Row]:
             settings = Settings(home=home / "home", postgres_url=pg_url, redis_url=r_url)
             settings.ensure_home()
             started = time.perf_counter()
-            server = start_server(home / "prefect", ui=False)
+            port = int(os.environ.get("SEARCHFLOW_BENCH_PREFECT_PORT", "0")) or None
+            server = start_server(home / "prefect", port=port, ui=False)
             rows.append(
                 Row(
                     "orchestration",

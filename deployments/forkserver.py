@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployments import PROJECT_DIR
 from deployments.forkclient import SOCKET_ENV
 
 # Imported once, before the first fork: what ``python -m prefect.engine`` and the flows need.
@@ -95,6 +96,29 @@ def check_single_threaded() -> None:
         )
 
 
+def project_sources() -> dict[str, float]:
+    """Modification time of every imported module file under the project folder."""
+    root = str(PROJECT_DIR) + os.sep
+    out: dict[str, float] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.startswith(root):
+            with contextlib.suppress(OSError):
+                out[path] = os.stat(path).st_mtime
+    return out
+
+
+def sources_changed(sources: dict[str, float]) -> bool:
+    """True when a preloaded project file changed or went away: a fork would run old code."""
+    for path, mtime in sources.items():
+        try:
+            if os.stat(path).st_mtime != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
 @dataclass
 class Run:
     """One forked run and the client connection that stands for it."""
@@ -130,8 +154,12 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def run_child(request: dict[str, Any], fds: list[int], module: str = ENGINE) -> int:
-    """In the forked child: become ``python -m MODULE ARGS`` (``prefect.engine``) for this request."""
+def run_child(
+    request: dict[str, Any], fds: list[int], module: str = ENGINE, cold: bool = False
+) -> int:
+    """In the forked child: become ``python -m MODULE ARGS`` (``prefect.engine``) for this request;
+    ``cold``: by ``exec`` (a fresh interpreter in this same process), when the preloaded code is
+    stale."""
     import runpy
 
     os.setsid()
@@ -144,6 +172,8 @@ def run_child(request: dict[str, Any], fds: list[int], module: str = ENGINE) -> 
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = [sys.argv[0], *request["args"]]
+    if cold:
+        os.execv(sys.executable, [sys.executable, "-m", module, *request["args"]])
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
@@ -214,6 +244,8 @@ class ForkServer:
         self.stopping = False
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.selector = selectors.DefaultSelector()
+        self.sources = project_sources()
+        self.stale = False
 
     def listen(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +286,14 @@ class ForkServer:
             _reply(conn, f"error bad request: {exc}")
             conn.close()
             return None
+        if not self.stale and sources_changed(self.sources):
+            self.stale = True
+            print(
+                "forkserver: the project's code changed since it was imported; runs start cold "
+                "until the worker restarts",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             pid = os.fork()
         except OSError as exc:
@@ -270,7 +310,7 @@ class ForkServer:
                 run.conn.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            return run_child(request, fds, self.module)
+            return run_child(request, fds, self.module, cold=self.stale)
         for fd in fds:
             os.close(fd)
         conn.settimeout(None)

@@ -40,7 +40,7 @@ from searchflow.errors import ServiceUnavailable
 # database, and on SQLite frequent ones collide with the event writes ("database is locked" in the
 # server log). Polling does not write, so it can be quick.
 QUICK_PICKUP = {
-    "PREFECT_WORKER_QUERY_SECONDS": "1",
+    "PREFECT_WORKER_QUERY_SECONDS": "0.5",
     "PREFECT_WORKER_PREFETCH_SECONDS": "5",
 }
 

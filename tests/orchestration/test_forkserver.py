@@ -157,3 +157,17 @@ def test_the_server_ends_with_the_worker_that_started_it(tmp_path: Path) -> None
     server_pid = int(out.split()[0])
     assert READY_LINE in out
     assert _wait_for(lambda: not _alive(server_pid), 60)  # no fork server outlives its worker
+
+
+def test_a_changed_source_file_makes_the_preloaded_code_stale(tmp_path: Path) -> None:
+    from deployments.forkserver import project_sources, sources_changed
+
+    module = tmp_path / "flow_module.py"
+    module.write_text("X = 1\n")
+    sources = {str(module): module.stat().st_mtime}
+    assert not sources_changed(sources)
+    os.utime(module, (1, 1))
+    assert sources_changed(sources)  # edited after the server imported it: fork no more
+    module.unlink()
+    assert sources_changed(sources)
+    assert any(p.endswith("deployments/forkserver.py") for p in project_sources())
