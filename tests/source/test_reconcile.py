@@ -111,3 +111,29 @@ def test_the_read_only_source_role_reads_app_and_nothing_else(
         cur.execute(f"DROP OWNED BY {role}")
         cur.execute(f"DROP ROLE {role}")
         admin.close()
+
+
+def test_the_sync_role_cannot_read_the_application_tables(service_settings, postgres_url, landed):
+    """The two roles are disjoint: the sync role (crm only) never reads app.users' PII."""
+    from searchflow.sync.access import grant_sync_role
+    from searchflow.sync.postgres_ddl import ensure_crm_schema
+
+    role = f"sf_sync_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        ensure_crm_schema(cur)
+        grant_sync_role(cur, admin.info.dbname, role)
+        writer = psycopg2.connect(_as(postgres_url, role))
+        with writer.cursor() as wc:
+            wc.execute("SELECT count(*) FROM crm.email_queue")
+            assert wc.fetchone()[0] == 0
+            with pytest.raises(psycopg2.Error):
+                wc.execute("SELECT email FROM app.users")
+        writer.close()
+    finally:
+        cur.execute(f"DROP OWNED BY {role}")
+        cur.execute(f"DROP ROLE {role}")
+        admin.close()
