@@ -1,11 +1,13 @@
 """End to end at volume: every stage as its own process, gated, with its wall time and peak RSS.
 
-The chain is what a user runs by hand: ``searchflow generate`` (one process per generated batch,
-each at most the generator's batch cap), ``searchflow ingest --source jsonl``, ``searchflow
-transform`` and ``searchflow sync all``, every one of them gated (flows/gated.py). Each process runs
-under ``/usr/bin/time -v`` and its "Maximum resident set size" is the row's peak RSS: the whole
-process, Python, Arrow and DuckDB together. Without that program the child's ``ru_maxrss`` from
-``os.wait4`` is the same figure.
+The chain is what a user runs by hand: ``searchflow generate`` (one batch of every event, built
+and written in parts of ``generator.config.PART_EVENTS``), ``searchflow ingest --source jsonl``,
+``searchflow transform`` and ``searchflow sync all``, every one of them gated (flows/gated.py).
+Each process runs under ``/usr/bin/time -v`` and its "Maximum resident set size" is the row's
+peak RSS: the whole process, Python, Arrow and DuckDB together; its user + system time is the
+row's CPU seconds (the machine may be shared: CPU seconds compare across loads, wall time does
+not). Without that program the child's ``ru_maxrss`` and CPU times from ``os.wait4`` are the same
+figures.
 
 Sizes: 10M events (``--scale`` scales it). 50M events only when ``SEARCHFLOW_BENCH_E2E_50M=1``;
 that run needs about 40 GB of free disk where the bench writes (``SEARCHFLOW_BENCH_DIR``, else the
@@ -55,21 +57,32 @@ def peak_rss_from_time(report: str) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run one stage process under ``/usr/bin/time -v``: (wall seconds, peak RSS bytes)."""
+def cpu_from_time(report: str) -> float:
+    """User plus system seconds of a ``/usr/bin/time -v`` report."""
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(r"(?:User|System) time \(seconds\): ([\d.]+)", report)
+    )
+
+
+Measured = tuple[float, int, float]  # wall seconds, peak RSS bytes, CPU seconds
+
+
+def measure(argv: list[str], env: dict[str, str]) -> Measured:
+    """Run one stage process under ``/usr/bin/time -v``: (wall seconds, peak RSS, CPU seconds)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         started = time.perf_counter()
         proc = subprocess.run(
             [TIME, "-v", "-o", report.name, *argv], env=env, capture_output=True, text=True
         )
         wall = time.perf_counter() - started
-        rss = peak_rss_from_time(Path(report.name).read_text())
+        text = Path(report.name).read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[1:3])} exited {proc.returncode}: {proc.stderr[-500:]}")
-    return wall, rss or 0
+    return wall, peak_rss_from_time(text) or 0, cpu_from_time(text)
 
 
-def _measure_without_time(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def _measure_without_time(argv: list[str], env: dict[str, str]) -> Measured:
     """The ``os.wait4`` way, for a machine without ``/usr/bin/time``."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -77,18 +90,20 @@ def _measure_without_time(argv: list[str], env: dict[str, str]) -> tuple[float, 
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[1:3])} exited {proc.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss * 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - started, usage.ru_maxrss * 1024, cpu
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def _run(argv: list[str], env: dict[str, str]) -> Measured:
     if Path(TIME).exists():
         return measure(argv, env)
     return _measure_without_time(argv, env)
 
 
 def _batches(events: int) -> list[tuple[int, date, int]]:
-    """(events, start, days) per generated batch: at most the generator's cap each, one window
-    of :data:`DAYS` split between them so each batch is its own stretch of time."""
+    """(events, start, days) per generated batch: one batch of every event over :data:`DAYS`
+    (below the generator's cap; above it, batches of at most the cap, each its own stretch of
+    time)."""
     from generator.config import MAX_EVENTS
 
     count = -(-events // MAX_EVENTS)
@@ -126,32 +141,41 @@ def chain(events: int, root: Path, label: str) -> list[Row]:
 def _stages(cli: list[str], env: dict[str, str], events: int, users: int, label: str) -> list[Row]:
     """One row per stage process, then the whole chain's wall time."""
     rows: list[Row] = []
-    total = 0.0
+    total = cpu_total = 0.0
+    peak = 0
     try:
         for i, (n, start, days) in enumerate(_batches(events)):
             argv = [*cli, "generate", "--events", str(n), "--users", str(users)]
             argv += ["--seed", str(i + 1), "--start", start.isoformat(), "--days", str(days)]
-            wall, rss = _run([*argv, "--json"], env)
-            total += wall
-            rows.append(_row(f"{label}: generate batch {i + 1}", n, wall, rss))
+            wall, rss, cpu = _run([*argv, "--json"], env)
+            total, cpu_total, peak = total + wall, cpu_total + cpu, max(peak, rss)
+            rows.append(_row(f"{label}: generate batch {i + 1}", n, wall, rss, cpu))
         for what, argv in (
             ("ingest jsonl", [*cli, "ingest", "--source", "jsonl", "--json"]),
             ("transform", [*cli, "transform", "--json"]),
             ("sync all", [*cli, "sync", "all", "--json"]),
         ):
-            wall, rss = _run(argv, env)
-            total += wall
-            rows.append(_row(f"{label}: {what}", events, wall, rss))
+            wall, rss, cpu = _run(argv, env)
+            total, cpu_total, peak = total + wall, cpu_total + cpu, max(peak, rss)
+            rows.append(_row(f"{label}: {what}", events, wall, rss, cpu))
         rows.append(
-            Row(AREA, f"{label}: whole chain", events, total, goal="<= 120 s at 10M, every gate")
+            Row(
+                AREA,
+                f"{label}: whole chain",
+                events,
+                total,
+                goal="<= 120 s at 10M, every gate",
+                note=f"CPU {cpu_total:.0f} s, highest peak RSS {peak / 2**30:.2f} GB",
+            )
         )
     except RuntimeError as exc:
         raise StageFailed(rows, exc) from None
     return rows
 
 
-def _row(what: str, items: int, wall: float, rss: int) -> Row:
-    return Row(AREA, what, items, wall, goal=RSS_GOAL, note=f"peak RSS {rss / 2**30:.2f} GB")
+def _row(what: str, items: int, wall: float, rss: int, cpu: float) -> Row:
+    note = f"peak RSS {rss / 2**30:.2f} GB, CPU {cpu:.1f} s"
+    return Row(AREA, what, items, wall, goal=RSS_GOAL, note=note)
 
 
 def run(scale: float) -> list[Row]:

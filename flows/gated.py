@@ -169,9 +169,9 @@ def gated_generate(
         "batch_id": batch.batch_id,
         "sink": sink,
         "out": str(target) if target is not None else "",
-        **batch.counts(),
     }
     outcome, failure = audit("generation", settings, summary, data=batch)
+    summary.update(batch.counts())  # after the gate: a batch in parts counts in the gate's pass
     if failure is None:
         report_progress(f"writing to {sink}")
         summary.update(write_batch(settings, batch, sink, target))
@@ -212,8 +212,9 @@ def release_generation(
             f"rebuilding batch {batch_id} gave {batch.batch_id} (the generator changed since); "
             "discard it and generate again"
         )
-    summary: dict[str, Any] = {"batch_id": batch_id, "sink": manifest["sink"], **batch.counts()}
+    summary: dict[str, Any] = {"batch_id": batch_id, "sink": manifest["sink"]}
     outcome, failure = audit("generation", settings, summary, data=batch)
+    summary.update(batch.counts())  # after the gate: a batch in parts counts in the gate's pass
     if failure is None or force:
         summary.update(release_held(settings, batch_id))
     return _verdict(settings, "generation", summary, outcome, failure, guard, forced=force)

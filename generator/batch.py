@@ -98,8 +98,16 @@ class GeneratedBatch:
 
 def build(config: GeneratorConfig) -> GeneratedBatch:
     """Simulate the events and plan their emission; touches no file or server, so the batch can
-    be gated in memory before any sink sees it."""
+    be gated in memory before any sink sees it.
+
+    A bulk batch above ``PART_EVENTS`` events comes back as a :class:`generator.parts.PartedBatch`
+    instead: the same API for the gate and the sinks, built part by part when it is surveyed or
+    written, so its memory is one part's."""
     prefer_jemalloc()
+    if config.part_count > 1:
+        from generator.parts import PartedBatch
+
+        return PartedBatch(config)  # type: ignore[return-value]
     sim = simulate(config)
     return GeneratedBatch(config.batch_id, config, sim, plan(config, sim))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime
 
@@ -15,11 +16,25 @@ from searchflow.contract import GENERATOR_DEFAULTS as DEFAULTS
 from searchflow.contract import SINKS
 from searchflow.errors import UsageError
 
-__all__ = ["DEFAULT_START", "MAX_EVENTS", "SINKS", "GeneratorConfig"]
+__all__ = [
+    "DEFAULT_START",
+    "LIVE_MAX_EVENTS",
+    "MAX_EVENTS",
+    "PART_EVENTS",
+    "SINKS",
+    "GeneratorConfig",
+    "PartConfig",
+]
 
 DEFAULT_START = DEFAULTS.start
-# One batch keeps each stream's text in one Arrow string column, which 32-bit offsets bound.
-MAX_EVENTS = 5_000_000
+# A bulk batch above PART_EVENTS is simulated and written in parts of at most that many events,
+# one part in memory at a time (generator/parts.py): memory is bounded by the part, not the batch.
+PART_EVENTS = 250_000
+# A sanity bound, not a memory one: the JSONL sink checks the free disk space before writing.
+MAX_EVENTS = 2_000_000_000
+# A live batch is one part (its trickle keeps the whole emission plan in memory).
+LIVE_MAX_EVENTS = 5_000_000
+PART_STREAM = 7  # salts the random streams of a part (a one-part batch keeps the unsalted ones)
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,11 @@ class GeneratorConfig:
                 f"--events is at most {MAX_EVENTS:,} per batch, got {self.events:,}; "
                 "generate several batches (another --seed or --start each)"
             )
+        if self.live and self.events > LIVE_MAX_EVENTS:
+            raise UsageError(
+                f"--live sends at most {LIVE_MAX_EVENTS:,} events per run, got {self.events:,}; "
+                "run it again for more, or drop --live for a bulk backfill"
+            )
         if self.users < 1:
             raise UsageError(f"--users must be at least 1, got {self.users}")
         if self.days < 1:
@@ -82,6 +102,37 @@ class GeneratorConfig:
                 "--malformed-rate plus --duplicate-rate must not exceed 1 "
                 f"(got {self.malformed_rate} + {self.duplicate_rate})"
             )
+
+    @property
+    def salt(self) -> tuple[int, ...]:
+        """Appended to every random stream's key: nothing for a whole batch (see PartConfig)."""
+        return ()
+
+    @property
+    def part_count(self) -> int:
+        """How many parts the batch is simulated and written in (1: all in memory at once)."""
+        if self.live or self.events <= PART_EVENTS:
+            return 1
+        return math.ceil(self.events / PART_EVENTS)
+
+    def part_configs(self) -> list[PartConfig]:
+        """The parts of a batch above :data:`PART_EVENTS`: the events, malformed lines and
+        duplicates split evenly (the first parts take the remainders), so the parts add up to
+        exactly the batch's counts."""
+        k = self.part_count
+
+        def share(total: int, i: int) -> int:
+            return total // k + (1 if i < total % k else 0)
+
+        return [
+            PartConfig(
+                **{f.name: getattr(self, f.name) for f in fields(GeneratorConfig)},
+                part=i,
+                malformed=share(self.n_malformed, i),
+                duplicates=share(self.n_duplicates, i),
+            )._with_events(share(self.events, i))
+            for i in range(k)
+        ]
 
     @property
     def n_malformed(self) -> int:
@@ -123,3 +174,34 @@ class GeneratorConfig:
         ]
         stamp = self.start_datetime.strftime("%Y%m%dT%H%M%S" if self.live else "%Y%m%d")
         return f"gen-{stamp}-{digest}"
+
+
+@dataclass(frozen=True)
+class PartConfig(GeneratorConfig):
+    """One part of a batch built in parts: the batch's arguments, its own share of the events and
+    faults, and random streams salted with the part number. The user pool (its habits depend on
+    the seed and pool size alone) is the batch's, shared by every part."""
+
+    part: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+
+    def _with_events(self, events: int) -> PartConfig:
+        object.__setattr__(self, "events", events)
+        return self
+
+    @property
+    def salt(self) -> tuple[int, ...]:
+        return (PART_STREAM, self.part)
+
+    @property
+    def part_count(self) -> int:
+        return 1
+
+    @property
+    def n_malformed(self) -> int:
+        return self.malformed
+
+    @property
+    def n_duplicates(self) -> int:
+        return self.duplicates

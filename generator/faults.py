@@ -36,7 +36,8 @@ for speed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -111,13 +112,22 @@ class Emission:
     the line), ``event_id``, ``timestamp`` (the event's own time), ``emitted_at`` (when it is
     sent), ``fault`` (``none``, ``late``, ``duplicate`` or ``malformed``), ``reason`` (malformed
     class, else null). The line texts stay in per-stream pools (well-formed lines, then malformed
-    ones) and are gathered on demand, so a batch without faults never copies its text.
+    ones) and are gathered on demand, so a batch without faults never copies its text. The pools
+    themselves are built on first use (``make_pools``): the meta and the counts need no text.
     """
 
     meta: pa.Table
     stream_code: np.ndarray  # per emitted row, index into EVENT_TYPES
     pool_index: np.ndarray  # per emitted row, index into its stream's pool
-    pools: dict[str, pa.Array]
+    _pools: dict[str, pa.Array] | None = None
+    make_pools: Callable[[], dict[str, pa.Array]] | None = field(default=None, repr=False)
+
+    @property
+    def pools(self) -> dict[str, pa.Array]:
+        if self._pools is None:
+            assert self.make_pools is not None
+            self._pools = self.make_pools()
+        return self._pools
 
     def lines(self, event_type: str) -> pa.Array:
         """The lines of one stream, in emission order."""
@@ -160,7 +170,7 @@ def plan(config: GeneratorConfig, sim: Simulation) -> Emission:
     One generator drawn from in a fixed order (late, duplicates, malformed): the same config
     always plans the same emission.
     """
-    rng = np.random.default_rng([config.seed, FAULT_STREAM])
+    rng = np.random.default_rng([config.seed, FAULT_STREAM, *config.salt])
     counts = [sim.count(t) for t in EVENT_TYPES]
     if sum(counts) == 0 and (config.n_duplicates or config.n_malformed):
         from searchflow.errors import UsageError
@@ -171,8 +181,8 @@ def plan(config: GeneratorConfig, sim: Simulation) -> Emission:
         )
     clean = _clean_sends(rng, config, sim, counts)
     duplicates = _duplicate_sends(rng, config, clean)
-    malformed, pools = _malformed_sends(rng, config, sim, clean, counts)
-    return _in_emission_order(clean, duplicates, malformed, pools)
+    malformed, make_pools = _malformed_sends(rng, config, sim, clean, counts)
+    return _in_emission_order(clean, duplicates, malformed, make_pools)
 
 
 def _clean_sends(
@@ -218,9 +228,9 @@ def _malformed_sends(
     sim: Simulation,
     clean: _Sends,
     counts: list[int],
-) -> tuple[_Sends, dict[str, pa.Array]]:
-    """Copies of random events with a fresh id, broken in one way, and each stream's line pool
-    (its clean lines, then its malformed ones)."""
+) -> tuple[_Sends, Callable[[], dict[str, pa.Array]]]:
+    """Copies of random events with a fresh id, broken in one way, and how to build each stream's
+    line pool (its clean lines, then its malformed ones); every draw is made here, the text later."""
     n_mal = config.n_malformed
     template = rng.choice(len(clean.timestamp), n_mal) if n_mal else np.zeros(0, int)
     reasons = rng.permutation(np.arange(n_mal) % len(MALFORMED_CLASSES))
@@ -229,24 +239,31 @@ def _malformed_sends(
     low, high = (0, 5 * SECOND) if config.live else (0, 10 * MINUTE)
     emitted = clean.emitted[template] + rng.integers(low, high + 1, n_mal)
     stream = clean.stream[template]
-    pools: dict[str, pa.Array] = {}
     local = np.zeros(n_mal, np.int64)
-    for code, event_type in enumerate(EVENT_TYPES):
+    for code in range(len(EVENT_TYPES)):
         mine = np.flatnonzero(stream == code)
-        lines = sim.lines(event_type)
-        if len(mine):
-            broken = _malformed_lines(
-                lines,
-                code,
-                clean.local[template[mine]],
-                reasons[mine],
-                variant_seed[mine],
-                new_ids[mine],
-            )
-            pools[event_type] = pa.concat_arrays([lines, broken])
-            local[mine] = counts[code] + np.arange(len(mine))
-        else:
-            pools[event_type] = lines
+        local[mine] = counts[code] + np.arange(len(mine))
+    template_local = clean.local[template]
+
+    def make_pools() -> dict[str, pa.Array]:
+        pools: dict[str, pa.Array] = {}
+        for code, event_type in enumerate(EVENT_TYPES):
+            mine = np.flatnonzero(stream == code)
+            lines = sim.lines(event_type)
+            if len(mine):
+                broken = _malformed_lines(
+                    lines,
+                    code,
+                    template_local[mine],
+                    reasons[mine],
+                    variant_seed[mine],
+                    new_ids[mine],
+                )
+                pools[event_type] = pa.concat_arrays([lines, broken])
+            else:
+                pools[event_type] = lines
+        return pools
+
     sends = _Sends(
         stream,
         local,
@@ -256,11 +273,14 @@ def _malformed_sends(
         np.full(n_mal, 3, np.int8),
         reasons,
     )
-    return sends, pools
+    return sends, make_pools
 
 
 def _in_emission_order(
-    clean: _Sends, duplicates: _Sends, malformed: _Sends, pools: dict[str, pa.Array]
+    clean: _Sends,
+    duplicates: _Sends,
+    malformed: _Sends,
+    make_pools: Callable[[], dict[str, pa.Array]],
 ) -> Emission:
     """All sends sorted by emission time (ties: clean, then duplicates, then malformed, each in
     its own order), with the per-line truth as an Arrow table."""
@@ -288,7 +308,7 @@ def _in_emission_order(
             ),
         }
     )
-    return Emission(meta, stream[order], local[order], pools)
+    return Emission(meta, stream[order], local[order], make_pools=make_pools)
 
 
 def _malformed_lines(

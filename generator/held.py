@@ -12,7 +12,9 @@ later ingest lands it. Beside the lines:
   written last: a folder without it is an interrupted hold, not a held batch.
 
 Releasing writes the held lines (not a regenerated batch) to the recorded sink, then removes the
-folder. A live batch is released in bulk: its lines keep the timestamps they were generated with.
+folder. A batch built in parts (above ``PART_EVENTS`` events) keeps only ``held.json``: its lines
+could be larger than memory and disk allow twice, and the release rebuilds them from the recorded
+config (same arguments, same bytes). A live batch is released in bulk: its lines keep the timestamps they were generated with.
 """
 
 from __future__ import annotations
@@ -56,8 +58,12 @@ def write_held(
     check_sink(sink)
     where = held_path(settings, batch.batch_id)
     (where / MANIFEST).unlink(missing_ok=True)  # held again: incomplete until the manifest is
-    write_jsonl(batch, where)
-    write_whole(where / META, _ipc_bytes(batch.meta))
+    parted = hasattr(batch, "write_parts")
+    if parted:  # a batch in parts keeps no lines: the release rebuilds them from the config
+        where.mkdir(parents=True, exist_ok=True)
+    else:
+        write_jsonl(batch, where)
+        write_whole(where / META, _ipc_bytes(batch.meta))
     manifest = {
         "batch_id": batch.batch_id,
         "sink": sink,
@@ -66,6 +72,8 @@ def write_held(
         "config": batch.config.canonical(),
         "held_at": datetime.now(UTC).isoformat(),
     }
+    if parted:
+        manifest["parts"] = len(batch.part_configs)
     write_whole(where / MANIFEST, json.dumps(manifest, indent=2).encode())
     return where
 
@@ -94,7 +102,18 @@ def release_held(settings: Settings, batch_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     manifest = read_manifest(settings, batch_id)
     where = held_path(settings, batch_id)
-    batch = HeldBatch.read(where, batch_id)
+    batch: Any
+    if manifest.get("parts"):
+        from generator import build, config_from_options
+
+        batch = build(config_from_options(**manifest["config"]))
+        if batch.batch_id != batch_id:
+            raise SearchflowError(
+                f"rebuilding held batch {batch_id} gave {batch.batch_id} (the generator changed "
+                "since); discard it and generate again"
+            )
+    else:
+        batch = HeldBatch.read(where, batch_id)
     target = Path(manifest["out"]) if manifest.get("out") and manifest["sink"] == "jsonl" else None
     sent = write(batch, manifest["sink"], settings, target)
     drop_held(settings, batch_id)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -78,10 +79,15 @@ def user_id_width(users: int) -> int:
 
 
 def build_users(config: GeneratorConfig) -> UserPool:
-    """Draw every user's habits once; depends only on the seed and the pool size."""
-    rng = np.random.default_rng([config.seed, USER_STREAM])
-    n = config.users
-    is_power = rng.random(n) < config.power_user_share
+    """Draw every user's habits once; depends only on the seed and the pool size (and the power
+    user share), so the parts of a batch share one pool, drawn once per process."""
+    return _users(config.seed, config.users, config.power_user_share)
+
+
+@lru_cache(maxsize=1)
+def _users(seed: int, n: int, power_user_share: float) -> UserPool:
+    rng = np.random.default_rng([seed, USER_STREAM])
+    is_power = rng.random(n) < power_user_share
     activity = np.where(is_power, rng.lognormal(np.log(12.0), 0.4, n), rng.lognormal(0.0, 0.7, n))
     click_affinity = np.where(
         is_power, 1.7 * rng.lognormal(0.0, 0.15, n), 0.85 * rng.lognormal(0.0, 0.25, n)
@@ -466,7 +472,7 @@ def _draw(config: GeneratorConfig, users: UserPool, sessions: int):
     One generator for the attempt, drawn from in a fixed order (sessions, then searches, clicks,
     conversions): the same config always draws the same numbers.
     """
-    rng = np.random.default_rng([config.seed, SESSION_STREAM, sessions])
+    rng = np.random.default_rng([config.seed, SESSION_STREAM, sessions, *config.salt])
     drawn = _draw_sessions(rng, config, users, sessions)
     searches, clicked = _draw_searches(rng, config, users, drawn)
     clicks, converted = _draw_clicks(rng, config, users, searches, clicked)
@@ -710,7 +716,7 @@ def simulate(config: GeneratorConfig) -> Simulation:
     if not seen.all():
         used, s.session = np.unique(s.session, return_inverse=True)
         n_sessions = len(used)
-    rng = np.random.default_rng([config.seed, ID_STREAM])
+    rng = np.random.default_rng([config.seed, ID_STREAM, *config.salt])
     session_ids = uuid_bytes(rng, n_sessions)
     ids = {
         "search": uuid_bytes(rng, len(s.ts)),

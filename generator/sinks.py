@@ -277,6 +277,8 @@ def _record_lines(batch: Lines) -> dict[str, pa.Array]:
 def write(batch: Lines, sink: str, settings: Settings, out: Path | None = None) -> dict[str, Any]:
     """Send a generated batch to ``sink``; returns where it went."""
     check_sink(sink)
+    if hasattr(batch, "write_parts"):  # a batch built in parts (generator/parts.py)
+        return batch.write_parts(sink, settings, out)
     if sink == "jsonl":
         return write_jsonl(batch, Path(out) if out else default_out(settings))
     if sink == "redis":

@@ -105,10 +105,11 @@ def generation(settings: Settings, summary: Mapping[str, Any], data: Any) -> Sta
     """The generated batch: its schema, and its rule figures and rates in one row (see checks)."""
     from searchflow.quality import checks
 
-    if hasattr(data, "gate_rules"):  # a batch built in parts: its figures summed over the parts
+    if hasattr(data, "survey"):  # a batch built in parts (generator/parts.py): figures per part
+        parts = data.survey(checks.part_judge())
+        rules = checks.merge_rules(parts)
         tables = data.schema_tables()
-        rules = data.gate_rules()
-        n_search, n_click, n_conv = (data.clean_counts()[t] for t in EVENT_TYPES)
+        n_search, n_click, n_conv = (sum(n[t] for _, n in parts) for t in EVENT_TYPES)
     else:
         tables = _generated_tables(data)
         rules = checks.generation_rules(tables)

@@ -287,6 +287,57 @@ def generation_rules(tables: Mapping[str, pa.Table]) -> RuleSet:
     return rules
 
 
+def part_judge() -> Callable[[Mapping[str, pa.Table]], tuple[RuleSet, dict[str, int]]]:
+    """The generation rules of one part of a batch built in parts, with its row counts.
+
+    A part's tables stay alive only through its rules' selectors (to quarantine failing rows):
+    they are kept for the first part where a rule fails, dropped for every other part, so judging
+    a batch holds one part's tables at a time, whatever the batch's size.
+    """
+    kept = False
+
+    def judge(tables: Mapping[str, pa.Table]) -> tuple[RuleSet, dict[str, int]]:
+        nonlocal kept
+        rules = generation_rules(tables)
+        failing = any(
+            isinstance(v, int) and v and k != "searches" for k, v in rules.figures.items()
+        ) or any(v for k, v in rules.figures.items() if k.endswith("_orphan_share"))
+        if kept or not failing:
+            rules.selectors = {}
+        kept = kept or failing
+        return rules, {t: tables[t].num_rows for t in EVENT_TYPES}
+
+    return judge
+
+
+def merge_rules(parts: list[tuple[RuleSet, dict[str, int]]]) -> RuleSet:
+    """The rules of a batch from its parts': counts added up, orphan shares and the two rates
+    recomputed from the added-up counts (what :func:`generation_rules` gives on the whole)."""
+    merged = RuleSet()
+    totals = {t: sum(n[t] for _, n in parts) for t in EVENT_TYPES}
+    for rules, n in parts:
+        merged.notes.update(rules.notes)
+        for name, selector in rules.selectors.items():
+            merged.selectors.setdefault(name, selector)
+        for name, value in rules.figures.items():
+            if name in ("click_through_rate", "conversion_rate"):
+                continue
+            if name.endswith("_orphan_share"):
+                value = value * n[name.removesuffix("_orphan_share")]  # back to a count
+            merged.figures[name] = merged.figures.get(name, 0) + value
+    for name in merged.figures:
+        if name.endswith("_orphan_share"):
+            t = name.removesuffix("_orphan_share")
+            merged.figures[name] = merged.figures[name] / totals[t] if totals[t] else 0.0
+    merged.figures["click_through_rate"] = (
+        totals["click"] / totals["search"] if totals["search"] else 0.0
+    )
+    merged.figures["conversion_rate"] = (
+        totals["conversion"] / totals["click"] if totals["click"] else 0.0
+    )
+    return merged
+
+
 # --- ingestion: one DuckDB query per event type over the batch's rows ---------------------------
 
 

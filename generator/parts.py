@@ -1,0 +1,290 @@
+"""A batch above ``PART_EVENTS`` events, simulated and written in parts, one part at a time.
+
+A batch's memory is what one part needs, whatever the batch's size: each part is a simulation of
+the batch's whole range with its own share of the events and faults
+(:meth:`GeneratorConfig.part_configs`), its own random streams (salted with the part number) and
+the batch's user pool. Its lines are appended to the batch's files (streams, ``app.events``)
+after the previous part's, so a file is the parts one after the other, each in emission order.
+
+Two passes, both streaming:
+
+survey (:meth:`PartedBatch.survey`, :meth:`PartedBatch.counts`)
+    Simulates every part without its text: its counts, and what the generation gate makes of its
+    clean tables (the gate adds the parts' figures up and judges the whole batch before any sink
+    sees a line).
+write (:meth:`PartedBatch.write_parts`)
+    Simulates every part again with its text and appends it to the sink; the next part is built
+    on a second core while the current one is written. JSONL files are written to locked
+    temporary names and renamed into place at the end (never half a batch under the real name);
+    the free disk space is checked before the first byte.
+
+The same arguments give the same bytes: the parts, their seeds and their order depend on the
+arguments alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from generator.batch import GeneratedBatch
+from generator.config import GeneratorConfig, PartConfig
+from generator.faults import MALFORMED_CLASSES, plan
+from generator.records import booking_records, json_lines, user_records
+from generator.simulate import build_users, simulate
+from generator.text import to_text_buffer
+from searchflow.config import Settings
+from searchflow.contract import RECORD_TYPES
+from searchflow.errors import SearchflowError
+from searchflow.events import EVENT_TYPES
+
+# Bytes a generated event takes in JSONL, a little above the measured mean (faults included),
+# and the records beside the events, per event: what the free-space check asks for.
+BYTES_PER_EVENT = 360
+
+
+def build_part(batch_id: str, config: PartConfig) -> GeneratedBatch:
+    """One part: simulated and planned, its text built on first use."""
+    sim = simulate(config)
+    return GeneratedBatch(batch_id, config, sim, plan(config, sim))
+
+
+class PartedBatch:
+    """A bulk batch above ``PART_EVENTS`` events: the :class:`GeneratedBatch` API the gate and the
+    sinks use (``batch_id``, ``config``, ``counts()``, ``write_parts``), one part in memory at a
+    time. Held and released like any batch; held, it keeps no lines (the release rebuilds them:
+    same arguments, same bytes)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self.batch_id = config.batch_id
+        self.part_configs = config.part_configs()
+        self._counts: list[dict[str, Any]] | None = None
+        self._schema: dict[str, pa.Table] = {}
+
+    def __repr__(self) -> str:
+        return f"PartedBatch({self.batch_id}, {len(self.part_configs)} parts)"
+
+    # --- survey: counts and what the gate judges, no text --------------------------------------
+
+    def survey(self, judge: Callable[[dict[str, pa.Table]], Any] | None = None) -> list[Any]:
+        """Simulate every part once, without its text: each part's counts, and ``judge(tables)``
+        of its clean tables when given (the generation gate's rules; the gate drops what it does
+        not keep, so one part's tables at a time are alive). Returns the judgements in part order.
+
+        The counts of a judged pass are kept, so :meth:`counts` after the gate costs nothing.
+        """
+        counts, judged = [], []
+        for config in self.part_configs:
+            part = build_part(self.batch_id, config)
+            counts.append(part.counts())
+            if judge is not None:
+                tables = part.clean_tables()
+                if not self._schema:
+                    self._schema = {t: tables[t].slice(0, 0) for t in EVENT_TYPES}
+                judged.append(judge(tables))
+                del tables
+            del part
+        self._counts = counts
+        return judged
+
+    def counts(self, upto: int | None = None) -> dict[str, Any]:
+        """The batch's ground truth: the parts' counts added up (``upto`` is for live runs)."""
+        if upto is not None:
+            raise ValueError("a batch in parts is never live")
+        if self._counts is None:
+            self.survey()
+        assert self._counts is not None
+        return add_counts(self._counts)
+
+    def schema_tables(self) -> dict[str, pa.Table]:
+        """Empty tables with the schema of the clean events (known once a judged survey ran)."""
+        return self._schema
+
+    # --- write: parts with their text, one ahead on a second core ------------------------------
+
+    def parts(self) -> Iterator[GeneratedBatch]:
+        """Every part with its lines built, in order; the next is built while this one is used."""
+
+        def ready(config: PartConfig) -> GeneratedBatch:
+            part = build_part(self.batch_id, config)
+            for t in EVENT_TYPES:
+                part.lines(t)
+            return part
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate-part") as pool:
+            pending = pool.submit(ready, self.part_configs[0])
+            for config in self.part_configs[1:]:
+                part = pending.result()
+                pending = pool.submit(ready, config)
+                yield part
+                del part
+            yield pending.result()
+
+    @cached_property
+    def user_records(self) -> tuple[pa.Table, pa.Table]:
+        """The users' change records of the period and their latest versions (once per batch)."""
+        return user_records(self.config, build_users(self.config).home)
+
+    def booking_records(self, part: GeneratedBatch) -> tuple[pa.Table, pa.Table]:
+        return booking_records(part.config, part.to_arrow("conversion"))
+
+    def write_parts(self, sink: str, settings: Settings, out: Path | None) -> dict[str, Any]:
+        """Send every part to ``sink`` in order; returns where it went (as :func:`sinks.write`)."""
+        if sink == "jsonl":
+            return self._write_jsonl(Path(out) if out else _default_out(settings))
+        if sink == "redis":
+            return self._write_redis(settings)
+        return self._write_postgres(settings)
+
+    def _write_jsonl(self, out: Path) -> dict[str, Any]:
+        from generator.sinks import jsonl_path, prepare_out, remove_stale_tmp
+
+        out = prepare_out(out)
+        stale = remove_stale_tmp(out)
+        check_free_space(out, self.config.events * BYTES_PER_EVENT)
+        kinds = (*EVENT_TYPES, *RECORD_TYPES)
+        for kind in RECORD_TYPES:
+            (out / kind).mkdir(exist_ok=True)
+        paths = {kind: jsonl_path(out, kind, self.batch_id) for kind in kinds}
+        with TempFiles(paths) as files:
+            files.append("users", json_lines(self.user_records[0]))
+            for part in self.parts():
+                for t in EVENT_TYPES:
+                    files.append(t, part.lines(t))
+                files.append("bookings", json_lines(self.booking_records(part)[0]))
+            files.commit()
+        result: dict[str, Any] = {"out": str(out), "files": {k: str(p) for k, p in paths.items()}}
+        if stale:
+            result["stale_tmp_removed"] = stale
+        return result
+
+    def _write_redis(self, settings: Settings) -> dict[str, Any]:
+        from generator.sinks import RedisAppender
+        from searchflow.contract import record_stream_name, stream_name
+
+        appender = RedisAppender(settings, self.batch_id)
+        try:
+            appender.add("users", json_lines(self.user_records[0]), record_stream_name("users"))
+            for part in self.parts():
+                for t in EVENT_TYPES:
+                    appender.add(t, part.lines(t))
+                bookings = json_lines(self.booking_records(part)[0])
+                appender.add("bookings", bookings, record_stream_name("bookings"))
+        finally:
+            appender.close()
+        streams = {t: stream_name(t) for t in EVENT_TYPES}
+        streams.update({t: record_stream_name(t) for t in RECORD_TYPES})
+        return {"out": appender.where, "streams": streams}
+
+    def _write_postgres(self, settings: Settings) -> dict[str, Any]:
+        from generator.sinks import PostgresAppender
+        from searchflow.contract import APP_EVENTS_TABLE, APP_TABLES
+
+        appender = PostgresAppender(settings, self.batch_id)
+        try:
+            appender.upsert("users", self.user_records[1])
+            for part in self.parts():
+                appender.write(part.emitted)
+                appender.upsert("bookings", self.booking_records(part)[1])
+            appender.commit()
+        finally:
+            appender.close()
+        return {
+            "out": appender.where,
+            "table": APP_EVENTS_TABLE,
+            "tables": [APP_TABLES[t] for t in RECORD_TYPES],
+        }
+
+
+def add_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several parts added up (nested per-stream and per-class counts too)."""
+    total: dict[str, Any] = {
+        "events": 0,
+        **dict.fromkeys(EVENT_TYPES, 0),
+        "lines": dict.fromkeys(EVENT_TYPES, 0),
+        "malformed": 0,
+        "malformed_by_class": dict.fromkeys(MALFORMED_CLASSES, 0),
+        "duplicates": 0,
+        "late": 0,
+    }
+    for counts in parts:
+        for key, value in counts.items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    total[key][k] += v
+            else:
+                total[key] += value
+    return total
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """One line, before any byte is written, when ``folder``'s disk lacks ``needed`` bytes."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise SearchflowError(
+            f"not enough disk space in {folder}: the batch needs about {needed / 1e9:.1f} GB, "
+            f"{free / 1e9:.1f} GB are free; free some space, pass --out a folder on another "
+            "disk, or generate fewer --events"
+        )
+
+
+def _default_out(settings: Settings) -> Path:
+    from generator.sinks import default_out
+
+    return default_out(settings)
+
+
+class TempFiles:
+    """One locked temporary file per target, appended to, all renamed into place by
+    :meth:`commit`; removed instead when the block fails (a full disk is one line)."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        self.tmp = {k: p.with_name(f".{p.name}.{os.getpid()}.tmp") for k, p in paths.items()}
+        self.files: dict[str, Any] = {}
+
+    def __enter__(self) -> TempFiles:
+        for kind, tmp in self.tmp.items():
+            handle = open(tmp, "wb")  # noqa: SIM115 - closed in __exit__
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self.files[kind] = handle
+        return self
+
+    def append(self, kind: str, lines: pa.Array) -> None:
+        from generator.sinks import _write_failed
+
+        data = to_text_buffer(lines)
+        try:
+            self.files[kind].write(data)
+        except OSError as exc:
+            raise _write_failed(self.paths[kind], len(data), exc) from None
+
+    def commit(self) -> None:
+        """Flush every file and rename each into place (still locked, as a single write is)."""
+        from generator.sinks import _write_failed
+
+        for kind, handle in self.files.items():
+            try:
+                handle.flush()
+                os.replace(self.tmp[kind], self.paths[kind])
+            except OSError as exc:
+                raise _write_failed(self.paths[kind], handle.tell(), exc) from None
+        self.tmp = {}
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.files.values():
+            with suppress(OSError):
+                handle.close()
+        for tmp in self.tmp.values():
+            with suppress(OSError):
+                tmp.unlink()
