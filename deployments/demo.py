@@ -7,7 +7,10 @@ through a database of the demo's own, ``searchflow``, created when missing; a co
 ``SEARCHFLOW_POSTGRES_URL`` is used as it is.
 
 Each demo generates a new batch: a new seed per run, over the window of days ending yesterday (UTC),
-recorded in ``$SEARCHFLOW_HOME/demo.json``; the same arguments still give the same bytes.
+recorded in ``$SEARCHFLOW_HOME/demo.json``; the same arguments still give the same bytes. The
+first demo of a data folder splits its window into several consecutive batches (one seed each),
+each followed through the whole chain before the next starts: the marts are then rebuilt once
+per batch, so the segment snapshot records users moving between segments from the first demo on.
 
 By default the server, the worker and the dashboards stay up after the demo
 (:mod:`deployments.background` records them; ``searchflow stop`` ends them) and the next demo reuses
@@ -42,6 +45,9 @@ DEMO_DAYS = 90
 # A booking follows its click by up to three days (generator/simulate.py), so the searches stop
 # this many days before today: the batch's last booking then falls on yesterday at the latest.
 SPILL_DAYS = 4
+# Consecutive batches of the first demo of a data folder: each is its own generate -> sync chain,
+# so the segment snapshot records a build per batch.
+FIRST_DEMO_BATCHES = 3
 DEMO_DATABASE = "searchflow"
 DASHBOARD_PORT = 8501
 DASHBOARD_START_SECONDS = 90.0
@@ -59,6 +65,71 @@ def demo_window(today: date | None = None, days: int = DEMO_DAYS) -> tuple[date,
     return today - timedelta(days=days + SPILL_DAYS), days
 
 
+def _recorded_runs(home: Path) -> list[dict[str, Any]]:
+    try:
+        runs = json.loads(demo_record_path(home).read_text()).get("runs", [])
+    except (OSError, ValueError, AttributeError):
+        runs = []
+    return runs if isinstance(runs, list) else []
+
+
+def default_batches(home: Path) -> int:
+    """How many batches a demo without ``--batches`` runs: several on a data folder no demo has
+    recorded a run in (its history then shows segment transitions at once), else one new batch."""
+    return FIRST_DEMO_BATCHES if not _recorded_runs(home) else 1
+
+
+def plan_windows(start: date, days: int, events: int, batches: int) -> list[tuple[date, int, int]]:
+    """(first day, days, events) of ``batches`` consecutive windows covering ``days`` days from
+    ``start``; days and events are split as evenly as whole numbers allow, summing exactly."""
+    if not 1 <= batches <= min(days, events):
+        raise UsageError(
+            f"--batches must be between 1 and {min(days, events)} (the days and events to split), "
+            f"got {batches}"
+        )
+    windows = []
+    for i in range(batches):
+        first, last = days * i // batches, days * (i + 1) // batches
+        count = events * (i + 1) // batches - events * i // batches
+        windows.append((start + timedelta(days=first), last - first, count))
+    return windows
+
+
+def choose_batches(
+    home: Path,
+    events: int = DEMO_EVENTS,
+    users: int = DEMO_USERS,
+    seed: int | None = None,
+    today: date | None = None,
+    batches: int = 1,
+) -> list[dict[str, Any]]:
+    """The ``generate-events`` arguments of each batch of this demo run, recorded in ``demo.json``.
+
+    The batches split the demo window (see :func:`demo_window`) into consecutive windows, in order,
+    and share the ``events`` between them. Each takes its own seed, counting up from ``seed``:
+    without it, from the one after the last recorded, so every demo publishes new batches (the
+    generator names a batch by its arguments, and its event ids by its seed: a repeated seed would
+    be nothing new).
+    """
+    path = demo_record_path(home)
+    runs = _recorded_runs(home)
+    if seed is None:
+        seed = max((int(r.get("seed", 0)) for r in runs), default=0) + 1
+    start, days = demo_window(today)
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    chosen = [
+        {"events": n, "users": users, "seed": seed + i, "start": first.isoformat(), "days": length}
+        for i, (first, length, n) in enumerate(plan_windows(start, days, events, batches))
+    ]
+    runs.extend({**c, "batch": f"{i + 1}/{len(chosen)}", "at": at} for i, c in enumerate(chosen))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    record = {"last": chosen[-1], "last_demo": chosen, "runs": runs[-100:]}
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return chosen
+
+
 def choose_generation(
     home: Path,
     events: int = DEMO_EVENTS,
@@ -66,32 +137,8 @@ def choose_generation(
     seed: int | None = None,
     today: date | None = None,
 ) -> dict[str, Any]:
-    """The ``generate-events`` arguments of this demo run, recorded in ``demo.json``.
-
-    Without ``seed`` the run takes the seed after the last one recorded, so every demo publishes a
-    new batch (the generator names a batch by its arguments: a repeated run would be nothing new).
-    """
-    path = demo_record_path(home)
-    try:
-        runs = json.loads(path.read_text()).get("runs", [])
-    except (OSError, ValueError, AttributeError):
-        runs = []
-    if seed is None:
-        seed = max((int(r.get("seed", 0)) for r in runs), default=0) + 1
-    start, days = demo_window(today)
-    chosen = {
-        "events": events,
-        "users": users,
-        "seed": seed,
-        "start": start.isoformat(),
-        "days": days,
-    }
-    runs.append({**chosen, "at": datetime.now(UTC).isoformat(timespec="seconds")})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"last": chosen, "runs": runs[-100:]}, indent=2) + "\n")
-    tmp.replace(path)
-    return chosen
+    """The arguments of a one-batch demo run over the whole window (:func:`choose_batches`)."""
+    return choose_batches(home, events, users, seed, today, batches=1)[0]
 
 
 def with_database(url: str, database: str) -> str:
@@ -182,6 +229,8 @@ class DemoResult:
     generation: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
     left_running: dict[str, Any] = field(default_factory=dict)
+    # every batch this run followed, in order: its generation arguments, outcome and seconds
+    batches: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +242,7 @@ class DemoResult:
             **self.chain.to_dict(),
             "where": self.where,
             "generation": self.generation,
+            "batches": self.batches,
             "services": self.services,
             "left_running": self.left_running,
         }
@@ -468,14 +518,18 @@ def run_demo(
     *,
     once: bool = True,
     users: int = DEMO_USERS,
+    batches: int = 1,
 ) -> DemoResult:
-    """Run the served chain once, on a new batch (see :func:`choose_generation`).
+    """Run the served chain on ``batches`` new consecutive batches (see :func:`choose_batches`),
+    one after the other: each batch's chain is followed to its last sync (at most ``timeout``
+    seconds) before the next batch is generated, and the first chain that does not complete ends
+    the run. The result's ``chain`` is the last one followed.
 
     With ``once`` (the default for callers in Python, e.g. the tests) this run stops what it
     started, unless ``keep`` is given: then the caller owns the processes in ``keep``. Without it
     (``searchflow demo``) the server, the worker and the dashboards stay up afterwards, recorded
     for ``searchflow stop``, and an earlier demo's are reused.
-    ``generation`` adds parameters of the ``generate-events`` run (e.g. a malformed rate, to see a
+    ``generation`` adds parameters of the ``generate-events`` runs (e.g. a malformed rate, to see a
     gate stop the chain)."""
     from deployments.follow import follow
     from deployments.prepare import prepare
@@ -491,7 +545,7 @@ def run_demo(
         + (", database created now" if services["database_created"] else "")
         + f"); Redis: {services['redis']} ({services['redis_origin']})"
     )
-    chosen = choose_generation(home, events, users, seed)
+    planned = choose_batches(home, events, users, seed, batches=batches)
     running = keep if keep is not None else Running()
     dashboards = ""
     try:
@@ -515,22 +569,30 @@ def run_demo(
             )
         else:
             background_worker(home, server.api_url, pinned.as_env(), pool, progress)
-        extra = {k: v for k, v in chosen.items() if k not in ("events", "seed")}
-        extra.update(generation or {})
-        progress(
-            f"running generate-events ({chosen['events']:,} events, {chosen['users']:,} users, "
-            f"seed {chosen['seed']}, {chosen['days']} days from {chosen['start']})"
-        )
-        root_id = start_chain(server.api_url, chosen["events"], chosen["seed"], extra)
 
         def on_change(runs: list[StageRun]) -> None:
             progress(
                 "  " + "  ".join(f"{r.deployment}={r.state}" for r in runs if r.run_id is not None)
             )
 
-        chain = follow(
-            server.api_url, root_id, prepared.deployments, timeout=timeout, on_change=on_change
-        )
+        followed: list[dict[str, Any]] = []
+        for number, chosen in enumerate(planned, start=1):
+            extra = {k: v for k, v in chosen.items() if k not in ("events", "seed")}
+            extra.update(generation or {})
+            progress(
+                f"batch {number}/{len(planned)}: generate-events ({chosen['events']:,} events, "
+                f"{chosen['users']:,} users, seed {chosen['seed']}, {chosen['days']} days from "
+                f"{chosen['start']})"
+            )
+            root_id = start_chain(server.api_url, chosen["events"], chosen["seed"], extra)
+            chain = follow(
+                server.api_url, root_id, prepared.deployments, timeout=timeout, on_change=on_change
+            )
+            followed.append(
+                {**chosen, "outcome": chain.outcome, "seconds": round(chain.seconds, 2)}
+            )
+            if not chain.ok:
+                break
         if not once:
             with contextlib.suppress(SearchflowError):  # the chain's outcome is decided; report it
                 dashboards = background_dashboard(home, pinned.as_env(), progress)["url"]
@@ -547,6 +609,7 @@ def run_demo(
             generation=chosen,
             services=services,
             left_running=_recorded(home) if not once else {},
+            batches=followed,
         )
     finally:
         if once and keep is None:

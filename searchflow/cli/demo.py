@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from deployments.demo import DEMO_EVENTS, DEMO_USERS
+from deployments.demo import DEMO_EVENTS, DEMO_USERS, FIRST_DEMO_BATCHES
 from searchflow.output import format_table, report
 
 
@@ -17,12 +17,17 @@ def _human(summary: Mapping[str, Any]) -> str:
     from deployments.follow import format_rows
 
     out = []
-    generation = summary.get("generation") or {}
-    if generation:
+    batches = summary.get("batches") or (
+        [summary["generation"]] if summary.get("generation") else []
+    )
+    for number, batch in enumerate(batches, start=1):
+        followed = f": {batch['outcome']} in {batch['seconds']:.0f} s" if "outcome" in batch else ""
         out.append(
-            f"batch: {generation['events']:,} events, {generation['users']:,} users, seed "
-            f"{generation['seed']}, {generation['days']} days from {generation['start']}"
+            f"batch {number}/{len(batches)}: {batch['events']:,} events, {batch['users']:,} users, "
+            f"seed {batch['seed']}, {batch['days']} days from {batch['start']}{followed}"
         )
+    if len(batches) > 1:
+        out.append("the table shows the last batch's chain")
     services = summary.get("services") or {}
     if services:
         out.append(f"Postgres: {services['postgres']}   Redis: {services['redis']}\n")
@@ -77,6 +82,14 @@ def _human(summary: Mapping[str, Any]) -> str:
     "brings a new batch].",
 )
 @click.option(
+    "--batches",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Consecutive batches splitting the 90 days (and the events), each followed through the "
+    f"chain before the next [default: {FIRST_DEMO_BATCHES} on a data folder without an earlier "
+    "demo, so the segment history shows transitions at once; else 1].",
+)
+@click.option(
     "--pool", default=None, metavar="NAME", help="Process work pool (default searchflow-local)."
 )
 @click.option(
@@ -84,7 +97,7 @@ def _human(summary: Mapping[str, Any]) -> str:
     default=900.0,
     show_default=True,
     type=click.FloatRange(min=1),
-    help="Seconds to wait for the chain to finish.",
+    help="Seconds to wait for each batch's chain to finish.",
 )
 @click.option(
     "--once",
@@ -97,6 +110,7 @@ def demo(
     events: int,
     users: int,
     seed: int | None,
+    batches: int | None,
     pool: str | None,
     timeout: float,
     once: bool,
@@ -104,19 +118,23 @@ def demo(
 ) -> None:
     """Run the chain on a Prefect server: PREFECT_API_URL when set, else a local server started
     here. Creates the pool and the concurrency limit, deploys, starts a worker, generates a new
-    batch over the last 90 days and follows the triggered runs to the last sync. The server, the
+    batch over the last 90 days (the first demo of a data folder: several consecutive batches,
+    one after the other) and follows the triggered runs to the last sync. The server, the
     worker and the dashboards stay up afterwards (reused by the next demo) until `searchflow stop`,
     unless --once. Exits 0 only if every stage completed."""
-    from deployments.demo import run_demo
+    from deployments.demo import default_batches, run_demo
     from searchflow.config import get_settings
 
     def progress(message: str) -> None:
         click.echo(message, err=True)
 
+    settings = get_settings()
+    if batches is None:
+        batches = default_batches(settings.home_path)
     previous = _stop_on_sigterm()
     try:
         result = run_demo(
-            get_settings(), events, seed, pool, timeout, progress, once=once, users=users
+            settings, events, seed, pool, timeout, progress, once=once, users=users, batches=batches
         )
         summary = result.to_dict()
         report(summary, as_json, _human)
