@@ -38,20 +38,28 @@ def run_log_path(environ: dict[str, str] | None = None) -> Path | None:
 
 class RunFileHandler(logging.Handler):
     """Appends records to :func:`run_log_path`; does nothing in a process that runs no flow (the
-    worker, the CLI). The file is opened at the first record."""
+    worker, the CLI). The file is opened at the first record.
+
+    The run is read from the environment at each record, not once: a process forked from one
+    that had already configured logging (the worker's fork server) inherits this handler and
+    becomes a flow run afterwards, with the run's environment."""
 
     def __init__(self, level: int = logging.INFO) -> None:
         super().__init__(level)
         self._stream: Any = None
-        self._path = run_log_path()
+        self._run_id: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._path is None:
+        run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
+        if not run_id:
             return
         try:
-            if self._stream is None:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._stream = self._path.open("a", encoding="utf-8")
+            if self._stream is None or run_id != self._run_id:
+                if self._stream is not None:
+                    self._stream.close()
+                path = run_log_path()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._stream, self._run_id = path.open("a", encoding="utf-8"), run_id
             self._stream.write(self.format(record) + "\n")
             self._stream.flush()
         except Exception:

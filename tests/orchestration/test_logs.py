@@ -58,3 +58,27 @@ def test_flow_run_logs_go_to_its_file(tmp_path: Path) -> None:
 def test_no_file_outside_a_flow_run(tmp_path: Path) -> None:
     _run(tmp_path)
     assert not (tmp_path / "home" / "logs").exists()
+
+
+def test_a_handler_made_before_the_run_follows_the_run(tmp_path: Path, monkeypatch) -> None:
+    """As in a process forked from the worker's fork server: the handler exists (configured
+    with no run) before the process becomes a flow run and takes the run's environment."""
+    import logging
+
+    from deployments.logs import RunFileHandler
+
+    monkeypatch.delenv("PREFECT__FLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("SEARCHFLOW_HOME", str(tmp_path / "home"))
+    handler = RunFileHandler()
+    logger = logging.getLogger("searchflow.test.run_file")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before the run")
+        monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "run-2")
+        logger.info("in the run")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "home" / "logs" / "flow-runs" / "run-2.log").read_text()
+    assert "in the run" in text and "before the run" not in text
