@@ -65,6 +65,7 @@ PRELOAD: tuple[str, ...] = (
 READY_LINE = "forkserver ready"
 ENGINE = "prefect.engine"
 REAP_SECONDS = 0.1
+STALE_CHECK_SECONDS = 2.0
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 * 1024 * 1024
 
@@ -96,9 +97,9 @@ def check_single_threaded() -> None:
         )
 
 
-def project_sources() -> dict[str, float]:
-    """Modification time of every imported module file under the project folder."""
-    root = str(PROJECT_DIR) + os.sep
+def project_sources(folder: Path = PROJECT_DIR) -> dict[str, float]:
+    """Modification time of every imported module file under ``folder`` (the project's)."""
+    root = str(folder) + os.sep
     out: dict[str, float] = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
@@ -234,7 +235,13 @@ def _kill_run(pid: int) -> None:
 class ForkServer:
     """Accepts run requests on a Unix socket and forks one child per request."""
 
-    def __init__(self, path: Path, module: str = ENGINE, parent: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        module: str = ENGINE,
+        parent: int | None = None,
+        watch: Path = PROJECT_DIR,
+    ) -> None:
         self.path = path
         self.module = module
         self.pid = os.getpid()
@@ -244,7 +251,7 @@ class ForkServer:
         self.stopping = False
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.selector = selectors.DefaultSelector()
-        self.sources = project_sources()
+        self.sources = project_sources(watch)
         self.stale = False
 
     def listen(self) -> None:
@@ -260,7 +267,13 @@ class ForkServer:
         exit code in a forked child (it ran a flow run)."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        checked = time.monotonic()
         while not self.stopping and os.getppid() == self.parent:
+            if self.stale and not self.runs:
+                return None  # retired, and its last run ended
+            if not self.stale and time.monotonic() - checked >= STALE_CHECK_SECONDS:
+                self._check_sources()
+                checked = time.monotonic()
             for key, _ in self.selector.select(REAP_SECONDS):
                 if key.fileobj is self.listener:
                     code = self._accept()
@@ -270,6 +283,23 @@ class ForkServer:
                     self._client_closed(key.fileobj)  # a client sends nothing after its request
             self._reap()
         return None
+
+    def _check_sources(self) -> None:
+        """Retire once a preloaded project file changed: stop listening and free the socket's
+        path (the worker starts a fresh server there), serve the runs already forked to their
+        end, then exit. A request already accepted starts cold (``exec`` in the child)."""
+        if self.stale or not sources_changed(self.sources):
+            return
+        self.stale = True
+        self.selector.unregister(self.listener)
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+        print(
+            "forkserver: the project's code changed since it was imported; a fresh server "
+            "takes over",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self.stopping = True
@@ -286,14 +316,7 @@ class ForkServer:
             _reply(conn, f"error bad request: {exc}")
             conn.close()
             return None
-        if not self.stale and sources_changed(self.sources):
-            self.stale = True
-            print(
-                "forkserver: the project's code changed since it was imported; runs start cold "
-                "until the worker restarts",
-                file=sys.stderr,
-                flush=True,
-            )
+        self._check_sources()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -345,8 +368,9 @@ class ForkServer:
         if os.getpid() != self.pid:
             return
         self.selector.close()
-        self.listener.close()
-        self.path.unlink(missing_ok=True)
+        if not self.stale:  # a retired server's path may be its successor's by now
+            self.listener.close()
+            self.path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,16 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     # what each child runs as __main__; another module only in tests
     parser.add_argument("--module", default=ENGINE)
     parser.add_argument("--no-preload", action="store_true", help="import nothing up front (tests)")
+    parser.add_argument("--preload", action="append", default=[], help="import this too (tests)")
+    parser.add_argument("--watch", type=Path, default=PROJECT_DIR, help="code folder (tests)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     parent = os.getppid()
-    failed = [] if args.no_preload else preload()
+    failed = (
+        preload(tuple(args.preload)) if args.no_preload else preload(PRELOAD + tuple(args.preload))
+    )
     for failure in failed:
         print(f"forkserver: preloading {failure}", file=sys.stderr, flush=True)
     check_single_threaded()
     gc.collect()
     gc.freeze()  # the preloaded objects stay shared with every child (no refcount-driven copies)
-    server = ForkServer(args.socket, args.module, parent)
+    server = ForkServer(args.socket, args.module, parent, args.watch)
     server.listen()
     print(f"{READY_LINE} in {time.perf_counter() - started:.1f} s on {args.socket}", flush=True)
     try:

@@ -10,7 +10,9 @@ engine, and stands in for that process towards the worker (pid, signals, exit co
 
 ``python -m deployments.forkworker --pool P --name N`` starts the fork server first (a process of
 its own, started before any thread of this one), then the worker, as ``prefect worker start --type
-process`` would. Without a fork server (it failed to start, or died) each run starts cold, as with
+process`` would. Once the project's code changed on disk, the fork server retires (it frees its
+socket and ends when its runs have) and the worker starts a fresh one, which imports the new code.
+Without a fork server (it failed to start, or is being replaced) each run starts cold, as with
 Prefect's own worker. ``SEARCHFLOW_FORKSERVER=0`` skips the fork server altogether.
 """
 
@@ -22,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +38,9 @@ CLIENT = Path(__file__).with_name("forkclient.py")
 # A loaded machine imports Prefect and the flows in many seconds: leave room before giving up.
 FORKSERVER_START_SECONDS = 120.0
 ENABLED_ENV = "SEARCHFLOW_FORKSERVER"
+# How often the worker checks that a fork server listens (one retires when the code changed).
+KEEPER_SECONDS = 1.0
+RETRY_SECONDS = 60.0
 
 
 def client_command() -> str:
@@ -122,6 +128,49 @@ async def run_worker(pool: str, name: str) -> None:
         print(f"Worker {name!r} stopped!", flush=True)
 
 
+class ForkServers:
+    """The fork server on one socket path, started again whenever that path is free: a server
+    whose preloaded code went stale leaves it (and ends once its own runs have), so the next one
+    imports the current code. Started servers are stopped by :meth:`stop`."""
+
+    def __init__(self, socket_path: Path, check_seconds: float = KEEPER_SECONDS) -> None:
+        self.socket_path = socket_path
+        self.check_seconds = check_seconds
+        self.started: list[subprocess.Popen] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name="forkserver-keeper", daemon=True)
+
+    def start(self) -> bool:
+        """Start the first server (True when it is ready) and keep one up from then on."""
+        server = start_forkserver(self.socket_path)
+        if server is None:
+            return False
+        self.started.append(server)
+        self.thread.start()
+        return True
+
+    def _keep(self) -> None:
+        while not self.stopping.wait(self.check_seconds):
+            self.started = [p for p in self.started if p.poll() is None]
+            if not self.socket_path.exists():
+                server = start_forkserver(self.socket_path)
+                if server is None:  # runs start cold meanwhile; try again later
+                    self.stopping.wait(RETRY_SECONDS)
+                else:
+                    self.started.append(server)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for server in self.started:
+            server.terminate()
+        for server in self.started:
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deployments.forkworker --pool P --name N``: fork server, then the worker."""
     parser = argparse.ArgumentParser(
@@ -130,24 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", required=True)
     parser.add_argument("--name", required=True)
     args = parser.parse_args(argv)
-    server = None
+    servers = None
     with tempfile.TemporaryDirectory(prefix="searchflow-forkserver-") as tmp:
         if os.environ.get(ENABLED_ENV, "1") != "0":
-            socket_path = Path(tmp) / "fork.sock"
-            server = start_forkserver(socket_path)
-            if server is not None:
-                os.environ[SOCKET_ENV] = str(socket_path)
+            servers = ForkServers(Path(tmp) / "fork.sock")
+            if servers.start():
+                os.environ[SOCKET_ENV] = str(servers.socket_path)
         try:
             asyncio.run(run_worker(args.pool, args.name))
         except KeyboardInterrupt:
             pass
         finally:
-            if server is not None:
-                server.terminate()
-                try:
-                    server.wait(10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            if servers is not None:
+                servers.stop()
     return 0
 
 

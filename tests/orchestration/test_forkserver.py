@@ -171,3 +171,51 @@ def test_a_changed_source_file_makes_the_preloaded_code_stale(tmp_path: Path) ->
     module.unlink()
     assert sources_changed(sources)
     assert any(p.endswith("deployments/forkserver.py") for p in project_sources())
+
+
+def test_a_stale_server_frees_its_socket_and_ends_after_its_runs(tmp_path: Path) -> None:
+    """The preloaded code changes on disk: the server stops listening at once (the worker starts a
+    fresh one on the same path), still reports its running run's end, then exits."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "preloaded_mod.py").write_text("VALUE = 1\n")
+    path = tmp_path / "fork.sock"
+    env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{PROJECT_DIR}")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deployments.forkserver",
+            "--socket",
+            str(path),
+            "--module",
+            TARGET,
+            "--no-preload",
+            "--preload",
+            "preloaded_mod",
+            "--watch",
+            str(code),
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    client = None
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith(READY_LINE)
+        client = _client(path, tmp_path, TARGET_SLEEP="3", TARGET_EXIT="5")
+        _run_pid(client)
+        os.utime(code / "preloaded_mod.py", (1, 1))
+        assert _wait_for(lambda: not path.exists(), 30)
+        assert server.poll() is None  # still serving the run it forked
+        client.wait(60)
+        assert client.returncode == 5
+        server.wait(30)
+        assert server.returncode == 0
+    finally:
+        for process in (server, client):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
