@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -50,6 +50,7 @@ from searchflow.events import EVENT_TYPES
 # Bytes a generated event takes in JSONL, a little above the measured mean (faults included),
 # and the records beside the events, per event: what the free-space check asks for.
 BYTES_PER_EVENT = 360
+T = TypeVar("T")
 
 
 def build_part(batch_id: str, config: PartConfig) -> GeneratedBatch:
@@ -83,17 +84,19 @@ class PartedBatch:
 
         The counts of a judged pass are kept, so :meth:`counts` after the gate costs nothing.
         """
-        counts, judged = [], []
-        for config in self.part_configs:
+
+        def simulated(config: PartConfig) -> tuple[dict[str, Any], dict[str, pa.Table]]:
             part = build_part(self.batch_id, config)
-            counts.append(part.counts())
+            return part.counts(), part.clean_tables() if judge is not None else {}
+
+        counts, judged = [], []
+        for part_counts, tables in ahead(simulated, self.part_configs):
+            counts.append(part_counts)
             if judge is not None:
-                tables = part.clean_tables()
                 if not self._schema:
                     self._schema = {t: tables[t].slice(0, 0) for t in EVENT_TYPES}
                 judged.append(judge(tables))
-                del tables
-            del part
+            del tables
         self._counts = counts
         return judged
 
@@ -121,14 +124,7 @@ class PartedBatch:
                 part.lines(t)
             return part
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate-part") as pool:
-            pending = pool.submit(ready, self.part_configs[0])
-            for config in self.part_configs[1:]:
-                part = pending.result()
-                pending = pool.submit(ready, config)
-                yield part
-                del part
-            yield pending.result()
+        yield from ahead(ready, self.part_configs)
 
     @cached_property
     def user_records(self) -> tuple[pa.Table, pa.Table]:
@@ -204,6 +200,20 @@ class PartedBatch:
             "table": APP_EVENTS_TABLE,
             "tables": [APP_TABLES[t] for t in RECORD_TYPES],
         }
+
+
+def ahead(make: Callable[[PartConfig], T], configs: list[PartConfig]) -> Iterator[T]:
+    """``make(config)`` of every config, in order, the next one made on a second thread while
+    the caller uses the current one (numpy and Arrow release the GIL in their kernels): two
+    parts alive at most."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate-part") as pool:
+        pending = pool.submit(make, configs[0])
+        for config in configs[1:]:
+            done = pending.result()
+            pending = pool.submit(make, config)
+            yield done
+            del done
+        yield pending.result()
 
 
 def add_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
