@@ -1,9 +1,10 @@
 """A process worker for the SearchFlow pool, tuned for quick pick-up, started and stopped from Python.
 
-A process worker polls every 10 s by default; with ``PREFECT_WORKER_QUERY_SECONDS=1`` a trigger hop
-(event emitted -> next flow running) costs about the time a fresh Python process needs to import
-Prefect and the flow. Flow runs inherit the worker's environment, so the SearchFlow settings given
-here (resolved Postgres/Redis URLs, SEARCHFLOW_HOME) reach every stage of the chain.
+A process worker polls every 10 s by default; this one polls twice a second, and starts each flow
+run from a pre-imported fork server instead of a cold interpreter (:mod:`deployments.forkworker`;
+``SEARCHFLOW_FORKSERVER=0`` runs Prefect's own ``prefect worker start`` instead). Flow runs inherit
+the worker's environment, so the SearchFlow settings given here (resolved Postgres/Redis URLs,
+SEARCHFLOW_HOME) reach every stage of the chain.
 
 Stopping. Prefect's process worker stops within seconds of a SIGTERM, but the flow runs it started
 are killed without a word: their runs stay Running in the UI (until the crash-detection automation

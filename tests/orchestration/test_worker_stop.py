@@ -84,3 +84,17 @@ def test_sigterm_stops_worker_and_runs_within_seconds() -> None:
     (run_pid,) = runs
     assert _wait_for(lambda: not _alive(run_pid), 10)  # the run was not orphaned
     assert "could not hand back 1 run(s)" in err  # the API is away: said in one line
+
+
+def test_bytecode_is_cached_under_the_data_folder_when_the_environment_forbids_writing_it() -> None:
+    from deployments.worker import worker_env
+
+    home = "/tmp/searchflow-home"
+    env = worker_env("http://x/api", {"SEARCHFLOW_HOME": home}, {"PYTHONDONTWRITEBYTECODE": "1"})
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == f"{home}/cache/pycache"
+    chosen = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "/mine"}
+    env = worker_env("http://x/api", {"SEARCHFLOW_HOME": home}, chosen)
+    assert env["PYTHONPYCACHEPREFIX"] == "/mine"  # the user's own prefix wins
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert "PYTHONPYCACHEPREFIX" not in worker_env("http://x/api", {"SEARCHFLOW_HOME": home}, {})
