@@ -6,7 +6,12 @@ those marts, not of the raw layer: this bench publishes marts of the size a 10M-
 publishes (every funnel cell of 90 days, 688k users with their segment history, daily campaign
 rows), synthesised with set-based SQL, and times each page from navigation to the script's end:
 the first load (cold caches) and the median of three reloads. ``SEARCHFLOW_BENCH_DASHBOARD_HOME``
-points it at a home published by a real run instead.
+points it at a home published by a real run instead (its sync history then comes from the
+configured Postgres).
+
+Bounded: every browser step has its own timeout (:mod:`searchflow.dashboard.browser`), and once
+``BENCH_SECONDS`` have passed the remaining pages are reported as not measured instead of timed.
+Without Playwright or Chromium it prints why and reports nothing.
 
 No seed-style counterpart: the seed documents serve dashboards from Metabase and measure nothing.
 """
@@ -25,6 +30,8 @@ EVENTS = 10_000_000
 USERS = 688_000  # known users of a 10M-event run
 DAYS = 90
 RELOADS = 3
+# The whole browser part's budget: beyond it the remaining pages are skipped, never waited for.
+BENCH_SECONDS = 600
 
 _MARTS = (
     "CREATE SCHEMA analytics",
@@ -125,6 +132,8 @@ def _publish(home: Path, scale: float) -> None:
 
 
 def run(scale: float) -> list[Row]:
+    import time
+
     from searchflow.dashboard import browser
 
     reason = browser.unavailable()
@@ -137,11 +146,17 @@ def run(scale: float) -> list[Row]:
         if not configured:
             _publish(home, scale)
         rows: list[Row] = []
-        # no Postgres for the sync history: the page says so, the render is still timed
-        env = {"SEARCHFLOW_POSTGRES_URL": "postgresql://bench@127.0.0.1:9/none"}
+        # synthesised marts have no Postgres: the page says so, the render is still timed
+        env = (
+            {} if configured else {"SEARCHFLOW_POSTGRES_URL": "postgresql://bench@127.0.0.1:9/none"}
+        )
+        deadline = time.monotonic() + BENCH_SECONDS
         with browser.serve(home, env=env) as url, browser.browser() as page:
             links = browser.page_links(page, url)
             for link in links:
+                if time.monotonic() > deadline:
+                    print(f"dashboard bench: out of time, {link} not measured")
+                    continue
                 first = browser.read(page, link)
                 reloads = [browser.read(page, link).seconds for _ in range(RELOADS)]
                 name = first.title
