@@ -86,12 +86,25 @@ class Postgres:
 
 
 class Redis:
-    """One redis-py client (it pools its own connections) with short socket timeouts."""
+    """One redis-py client (it pools its own connections) with short socket timeouts, and its
+    asyncio twin for the routes that run on the event loop (no thread hop per request)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: Any = None
+        self._async: Any = None
         self._lock = threading.Lock()
+
+    def _url(self) -> str:
+        try:
+            url, _ = resolve_redis(self._settings)
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable(f"Redis: {exc}") from None
+        return url
+
+    def _unavailable(self, exc: BaseException) -> ServiceUnavailable:
+        url = self._settings.redis_url or "redis"
+        return ServiceUnavailable(f"Redis at {mask_url(url)}: {_first_line(exc)}")
 
     @property
     def client(self) -> Any:
@@ -100,17 +113,35 @@ class Redis:
                 if self._client is None:
                     import redis
 
-                    try:
-                        url, _ = resolve_redis(self._settings)
-                    except ServiceUnavailable as exc:
-                        raise ServiceUnavailable(f"Redis: {exc}") from None
                     self._client = redis.Redis.from_url(
-                        url,
+                        self._url(),
                         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                         socket_timeout=REDIS_TIMEOUT_SECONDS,
                         decode_responses=True,
                     )
         return self._client
+
+    def _async_client(self) -> Any:
+        """Made on first use inside the event loop that serves the app (one loop per process)."""
+        if self._async is None:
+            from redis import asyncio as aioredis
+
+            self._async = aioredis.Redis.from_url(
+                self._url(),
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                decode_responses=True,
+            )
+        return self._async
+
+    async def acall(self, fn: Any) -> Any:
+        """``await fn(async_client)``, a Redis failure turned into one-line ServiceUnavailable."""
+        import redis
+
+        try:
+            return await fn(self._async_client())
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
 
     def call(self, fn: Any) -> Any:
         """``fn(client)``, a Redis failure turned into one-line ServiceUnavailable."""
@@ -119,8 +150,7 @@ class Redis:
         try:
             return fn(self.client)
         except (redis.RedisError, OSError) as exc:
-            url = self._settings.redis_url or "redis"
-            raise ServiceUnavailable(f"Redis at {mask_url(url)}: {_first_line(exc)}") from None
+            raise self._unavailable(exc) from None
 
     def ping(self) -> None:
         self.call(lambda c: c.ping())
@@ -129,6 +159,11 @@ class Redis:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
 
 
 def timed(fn: Any) -> tuple[bool, float, str]:

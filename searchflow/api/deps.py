@@ -45,22 +45,24 @@ class AppState:
     prefect_api_url: str | None
 
 
-def get_state(request: Request) -> AppState:
+# The getters are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+# hop per dependency per request for what is an attribute read.
+async def get_state(request: Request) -> AppState:
     return request.app.state.searchflow
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_published(state: StateDep) -> PublishedData:
+async def get_published(state: StateDep) -> PublishedData:
     return state.published
 
 
-def get_postgres(state: StateDep) -> Postgres:
+async def get_postgres(state: StateDep) -> Postgres:
     return state.postgres
 
 
-def get_redis(state: StateDep) -> Redis:
+async def get_redis(state: StateDep) -> Redis:
     return state.redis
 
 
@@ -89,7 +91,7 @@ def authorized(state: AppState, credentials: HTTPAuthorizationCredentials | None
     return True
 
 
-def require_token(state: StateDep, credentials: CredentialsDep) -> None:
+async def require_token(state: StateDep, credentials: CredentialsDep) -> None:
     """Guard of the endpoints that act or reveal personal data."""
     if state.token is None:
         raise HTTPException(
@@ -106,7 +108,7 @@ def require_token(state: StateDep, credentials: CredentialsDep) -> None:
         )
 
 
-def is_authorized(state: StateDep, credentials: CredentialsDep) -> bool:
+async def is_authorized(state: StateDep, credentials: CredentialsDep) -> bool:
     """For endpoints open to all that show more with the token."""
     return authorized(state, credentials)
 

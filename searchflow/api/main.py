@@ -59,11 +59,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_warm, state)
+        with contextlib.suppress(Exception):
+            await state.redis.acall(lambda client: client.ping())
         try:
             yield
         finally:
             state.postgres.close()
             state.redis.close()
+            await state.redis.aclose()
 
     app = FastAPI(
         title="SearchFlow API",

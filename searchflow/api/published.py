@@ -56,12 +56,27 @@ class PublishedData:
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
+        # Resolved once: resolving a path costs a system call per folder, on every request.
+        self._root = published.published_root(self.home)
+        self._pointer = self._root / published.POINTER
+        self._version: tuple[tuple[int, int], str | None] | None = None
         self._users: _UserIndex | None = None
         self._lock = threading.Lock()
 
     def version(self) -> str | None:
-        """The served mart version (the pointer file, read on every call: it is tiny)."""
-        return published.current_version(self.home)
+        """The served mart version: the pointer file, read again whenever it changed (publishing
+        renames a new file over it, so its inode and mtime change; one stat per call)."""
+        try:
+            st = self._pointer.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns)
+        cached = self._version
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        version = published.current_version(self.home)
+        self._version = (stamp, version)
+        return version
 
     def ops_file(self, table: str) -> Path:
         return published.ops_path(self.home, table)
@@ -93,15 +108,31 @@ class PublishedData:
             return index.version, None
         return index.version, {name: values[row] for name, values in index.columns.items()}
 
-    def _user_index(self) -> _UserIndex | None:
+    def _served(self) -> tuple[str, Path, int] | None:
+        """(version, users file, its mtime) of the served version; None before a publish."""
         version = self.version()
         if version is None:
             return None
-        path = published.mart_path(self.home, USERS_MART, version)
+        path = self._root / version / f"{USERS_MART}.parquet"  # published.mart_path, unresolved
         try:
-            stamp = path.stat().st_mtime_ns
+            return version, path, path.stat().st_mtime_ns
         except FileNotFoundError:
             return None
+
+    def users_ready(self) -> bool:
+        """Whether :meth:`user` answers from memory (no Parquet to read): cheap enough to ask on
+        the event loop, so only a reload goes to a thread."""
+        served = self._served()
+        current = self._users
+        return served is None or (
+            current is not None and (current.version, current.stamp) == (served[0], served[2])
+        )
+
+    def _user_index(self) -> _UserIndex | None:
+        served = self._served()
+        if served is None:
+            return None
+        version, path, stamp = served
         current = self._users
         if current is not None and (current.version, current.stamp) == (version, stamp):
             return current

@@ -7,7 +7,8 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+import anyio
+from fastapi import APIRouter, HTTPException, Path, Response
 
 from searchflow.api.deps import MartsDep, RedisDep, StateDep
 from searchflow.api.models import Problem, Recommendations, User
@@ -52,20 +53,25 @@ def _recommendations(key: str, value: str | None, ttl: int) -> Recommendations |
     },
     summary="A user's segment, figures and recommendations",
 )
-def user(user_id: UserId, state: StateDep, marts: MartsDep, redis: RedisDep) -> User:
-    version, row = marts.user(user_id)
+async def user(user_id: UserId, state: StateDep, marts: MartsDep, redis: RedisDep) -> Response:
+    # On the event loop: the served version's index is a dictionary lookup; only loading it (after
+    # a publish) reads Parquet, and that goes to a worker thread.
+    if marts.users_ready():
+        version, row = marts.user(user_id)
+    else:
+        version, row = await anyio.to_thread.run_sync(marts.user, user_id)
     key = f"{state.settings.reco_prefix}{user_id}"
 
-    def read(client: Any) -> tuple[str | None, int]:
+    async def read(client: Any) -> tuple[str | None, int]:
         pipe = client.pipeline(transaction=False)
         pipe.get(key)
         pipe.ttl(key)
-        value, ttl = pipe.execute(raise_on_error=False)
+        value, ttl = await pipe.execute(raise_on_error=False)
         # WRONGTYPE: another application's key of another type under the prefix is not ours.
         return (None if isinstance(value, Exception) else value), ttl
 
     try:
-        value, ttl = redis.call(read)
+        value, ttl = await redis.acall(read)
     except ServiceUnavailable as exc:
         raise HTTPException(503, detail=str(exc)) from None
     if row is None and value is None:
@@ -79,9 +85,12 @@ def user(user_id: UserId, state: StateDep, marts: MartsDep, redis: RedisDep) -> 
         for k, v in (row or {}).items()
         if k in User.model_fields and k != "user_id"
     }
-    return User(
+    answer = User(
         user_id=user_id,
         mart_version=version,
         **figures,
         recommendations=_recommendations(key, value, ttl),
     )
+    # Built and validated above: sent as it is, not validated a second time against response_model
+    # (which still documents it). This route is the hot one.
+    return Response(answer.model_dump_json(), media_type="application/json")
