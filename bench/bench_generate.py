@@ -264,16 +264,17 @@ STREAMS = tuple(stream_name(t) for t in EVENT_TYPES)
 
 
 def _ours(events: int, out: Path | None, **faults: float) -> float:
-    from generator import GeneratorConfig, generate
-    from generator.sinks import write_jsonl
+    from generator import GeneratorConfig, generate, write
+    from searchflow.config import get_settings
 
     started = time.perf_counter()
     batch = generate(GeneratorConfig(events=events, seed=1, days=30, **faults))
     if out is not None:
-        write_jsonl(batch, out)
-    else:
-        for event_type in EVENT_TYPES:
-            batch.lines(event_type)
+        write(batch, "jsonl", get_settings(), out)
+    else:  # a batch in parts (above PART_EVENTS) makes its lines part by part
+        for part in batch.parts() if hasattr(batch, "parts") else [batch]:
+            for event_type in EVENT_TYPES:
+                part.lines(event_type)
     return time.perf_counter() - started
 
 
@@ -332,8 +333,7 @@ def _redis_row(events: int) -> Row:
     """Ours (RESP-encoded XADD in bulk) against the seed's RedisPublisher (one XADD per event)."""
     import redis
 
-    from generator import GeneratorConfig, generate
-    from generator.sinks import write_redis
+    from generator import GeneratorConfig, generate, write
     from searchflow.config import get_settings
     from searchflow.services import redis_url
 
@@ -345,7 +345,7 @@ def _redis_row(events: int) -> Row:
         client.delete(*STREAMS)
         started = time.perf_counter()
         batch = generate(GeneratorConfig(events=events, seed=1, days=30))
-        write_redis(batch, settings)
+        write(batch, "redis", settings)
         ours = time.perf_counter() - started
         client.delete(*STREAMS)
 

@@ -50,6 +50,7 @@ from searchflow.events import EVENT_TYPES
 # Bytes a generated event takes in JSONL, a little above the measured mean (faults included),
 # and the records beside the events, per event: what the free-space check asks for.
 BYTES_PER_EVENT = 360
+RECORD_CHUNK = 250_000  # user change records turned into JSON at a time
 T = TypeVar("T")
 
 
@@ -153,7 +154,9 @@ class PartedBatch:
             (out / kind).mkdir(exist_ok=True)
         paths = {kind: jsonl_path(out, kind, self.batch_id) for kind in kinds}
         with TempFiles(paths) as files:
-            files.append("users", json_lines(self.user_records[0]))
+            users = self.user_records[0]
+            for start in range(0, users.num_rows, RECORD_CHUNK):  # its JSON a chunk at a time
+                files.append("users", json_lines(users.slice(start, RECORD_CHUNK)))
             for part in self.parts():
                 for t in EVENT_TYPES:
                     files.append(t, part.lines(t))
@@ -170,7 +173,10 @@ class PartedBatch:
 
         appender = RedisAppender(settings, self.batch_id)
         try:
-            appender.add("users", json_lines(self.user_records[0]), record_stream_name("users"))
+            users = self.user_records[0]
+            for start in range(0, users.num_rows, RECORD_CHUNK):
+                lines = json_lines(users.slice(start, RECORD_CHUNK))
+                appender.add("users", lines, record_stream_name("users"))
             for part in self.parts():
                 for t in EVENT_TYPES:
                     appender.add(t, part.lines(t))
