@@ -331,4 +331,4 @@ def confirm_event(
             if send_event_now(fields):
                 resent += 1
         time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+        delay = min(delay * 1.5, 2.0)

@@ -40,20 +40,22 @@ STAGE = "transform"
 RECOVERY_BOUND_SECONDS = 900
 
 
-async def _state_of(deployment: str, root_id: str, deployment_ids: dict[str, str]) -> str:
+async def _run_of(deployment: str, root_id: str, deployment_ids: dict[str, str]):
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
         runs, _ = await snapshot(client, root_id, deployment_ids)
-    return {r.deployment: r for r in runs}[deployment].state_type
+    return {r.deployment: r for r in runs}[deployment]
 
 
-def _wait_until_running(api_url: str, root_id: str, deployment_ids: dict[str, str]) -> None:
+def _wait_until_running(api_url: str, root_id: str, deployment_ids: dict[str, str]) -> str:
+    """The id of the chain's ``transform`` run, once it is Running."""
     deadline = time.monotonic() + 600
     with api(api_url):
         while time.monotonic() < deadline:
-            if asyncio.run(_state_of(STAGE, root_id, deployment_ids)) == "RUNNING":
-                return
+            run = asyncio.run(_run_of(STAGE, root_id, deployment_ids))
+            if run.state_type == "RUNNING":
+                return run.run_id
             time.sleep(0.5)
     raise AssertionError(f"{STAGE} never ran")
 
@@ -72,7 +74,7 @@ def _run_faulted_chain(
     deployment_ids: dict[str, str],
     settings: Settings,
     logs: Path,
-    fault: Callable[[Worker], None],
+    fault: Callable[[Worker, str], None],
     seed: int,
 ) -> None:
     from searchflow.services import pin_services
@@ -83,8 +85,7 @@ def _run_faulted_chain(
     second = None
     try:
         root_id = start_chain(api_url, EVENTS, seed)
-        _wait_until_running(api_url, root_id, deployment_ids)
-        fault(first)
+        fault(first, _wait_until_running(api_url, root_id, deployment_ids))
         faulted = time.monotonic()
         second = start_worker(api_url, pinned.as_env(), logs)
         chain = follow(api_url, root_id, deployment_ids, timeout=RECOVERY_BOUND_SECONDS)
@@ -115,13 +116,15 @@ def _report_recovery(faulted: float) -> None:
 def test_sigterm_hands_the_running_stage_back(
     prefect_env, prepared, service_settings, logs_dir
 ) -> None:
-    def sigterm(worker: Worker) -> None:
+    def sigterm(worker: Worker, transform_run: str) -> None:
         started = time.monotonic()
         os.kill(worker.process.pid, signal.SIGTERM)
         worker.process.wait(timeout=30)
         assert time.monotonic() - started < 20  # stops within seconds
         log = worker.log_path.read_text()
-        assert "handed back 1 run(s)" in log, log[-2000:]
+        # the transform, and any upstream run still confirming its stage event
+        handed = [line for line in log.splitlines() if line.startswith("handed back ")]
+        assert handed and transform_run in handed[-1], log[-2000:]
 
     _run_faulted_chain(
         prefect_env, prepared.deployments, service_settings, logs_dir, sigterm, seed=21
@@ -129,7 +132,7 @@ def test_sigterm_hands_the_running_stage_back(
 
 
 def test_worker_killed_mid_transform(prefect_env, prepared, service_settings, logs_dir) -> None:
-    def kill9(worker: Worker) -> None:
+    def kill9(worker: Worker, transform_run: str) -> None:
         # the flow-run process lives on (a session of its own, not writing to the dead worker's
         # pipes) and reports its end itself
         os.killpg(worker.process.pid, signal.SIGKILL)
@@ -316,10 +319,8 @@ def test_a_killed_flow_run_is_marked_crashed_and_the_sweeper_runs_it_again(
     second = None
     try:
         root_id = start_chain(api_url, EVENTS, seed=24)
-        _wait_until_running(api_url, root_id, prepared.deployments)
+        run_id = _wait_until_running(api_url, root_id, prepared.deployments)
         with api(api_url):
-            runs, _ = asyncio.run(_snapshot(root_id, prepared.deployments))
-            run_id = {r.deployment: r for r in runs}[STAGE].run_id
             deadline = time.monotonic() + 300
             while asyncio.run(_run_and_slot(run_id))[1] == 0:  # wait until it holds the slot
                 assert time.monotonic() < deadline, "transform never took the warehouse slot"
@@ -353,10 +354,3 @@ def test_a_killed_flow_run_is_marked_crashed_and_the_sweeper_runs_it_again(
             if each is not None:
                 each.stop(timeout=10)
     _segments_equal_the_mart(pinned)
-
-
-async def _snapshot(root_id: str, deployment_ids: dict[str, str]) -> tuple[list, object]:
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
-        return await snapshot(client, root_id, deployment_ids)
