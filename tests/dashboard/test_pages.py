@@ -163,6 +163,35 @@ def test_segment_transitions_per_period(open_page, warehouse) -> None:
     assert not app.exception
 
 
+def test_segments_default_to_the_whole_history_against_the_first_build(
+    open_page, warehouse
+) -> None:
+    """The range starts at the first user's first event, not at the snapshot's first build, and
+    each segment's change is against the distribution that build recorded."""
+    app = open_page("segments")
+    first_seen, last_build = warehouse.sql(
+        "SELECT (SELECT cast(min(first_seen_at) AS date) FROM marketing.mart_user_segments), "
+        "(SELECT max(as_of_date) FROM marketing.mart_segment_history)"
+    ).fetchone()
+    assert tuple(app.date_input(key="segments_range").value) == (first_seen, last_build)
+    now = dict(
+        warehouse.sql(
+            "SELECT segment, count(*) FROM marketing.mart_user_segments GROUP BY 1"
+        ).fetchall()
+    )
+    first = dict(
+        warehouse.sql(
+            "SELECT segment, users FROM marketing.mart_segment_history "
+            "WHERE as_of = (SELECT min(as_of) FROM marketing.mart_segment_history)"
+        ).fetchall()
+    )
+    shown = metrics(app)
+    for segment in SEGMENTS:
+        before, after = first.get(segment, 0), now.get(segment, 0)
+        expected = f"{(after - before) / before:+.1%}" if before else None
+        assert shown[segment][1] == expected, segment
+
+
 def test_health_ledger_counts(open_page, warehouse) -> None:
     shown = metrics(open_page("health"))
     by_state = dict(warehouse.sql("SELECT state, count(*) FROM ops.batches GROUP BY 1").fetchall())

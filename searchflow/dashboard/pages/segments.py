@@ -10,9 +10,14 @@ from searchflow.dashboard import data, ui
 
 SEGMENTS = ("power", "regular", "engaged", "casual", "dormant")
 
-# The dates the segment history covers (the as-of times of the snapshot's builds).
+# The whole history: from the first user's first event to the snapshot's latest build.
 BOUNDS = """
-SELECT min(as_of_date) AS first_day, max(as_of_date) AS last_day FROM marketing.mart_segment_history
+SELECT
+    least(
+        (SELECT cast(min(first_seen_at) AS date) FROM marketing.mart_user_segments),
+        (SELECT min(as_of_date) FROM marketing.mart_segment_history)
+    )                                                           AS first_day,
+    (SELECT max(as_of_date) FROM marketing.mart_segment_history) AS last_day
 """
 # Before the snapshot's first build: the days the users were seen.
 SEEN = """
@@ -27,11 +32,11 @@ FROM marketing.mart_user_segments
 GROUP BY segment
 """
 
-# The distribution at the last snapshot build on or before a day.
+# The distribution at the first snapshot build on or after a day (the start of the range).
 AS_OF = """
 SELECT as_of, segment, users
 FROM marketing.mart_segment_history
-WHERE as_of = (SELECT max(as_of) FROM marketing.mart_segment_history WHERE as_of_date <= ?)
+WHERE as_of = (SELECT min(as_of) FROM marketing.mart_segment_history WHERE as_of_date >= ?)
 """
 
 # The distribution at each snapshot build in the range.
@@ -88,7 +93,7 @@ if picked is not None:
         start_users = at_start.set_index("segment")["users"]
         st.caption(
             f"Change against the distribution recorded on {at_start['as_of'].max():%Y-%m-%d}, "
-            "the start of the range."
+            "the first snapshot build in the range."
         )
 for column, segment in zip(st.columns(len(SEGMENTS)), SEGMENTS, strict=True):
     users = today.loc[segment, "users"]
@@ -116,7 +121,7 @@ else:
     history = ui.rows(version, HISTORY, (start, end))
     builds = history["as_of"].nunique()
     over_time = alt.Chart(history).encode(
-        x=alt.X("as_of:T", title="as of"),
+        x=alt.X("as_of:T", title="as of", axis=alt.Axis(format="%Y-%m-%d")),
         y=alt.Y("users:Q", stack="normalize", title="share of users"),
         color=alt.Color("segment:N", sort=list(SEGMENTS)),
         tooltip=[alt.Tooltip("as_of:T"), "segment", alt.Tooltip("users:Q", format=",")],
