@@ -69,16 +69,33 @@ async def _slot_and_runs(root_id: str, deployment_ids: dict[str, str]) -> tuple[
     return limit.active_slots, runs
 
 
+@pytest.fixture
+def own_server(tmp_path: Path):
+    """A server of this test's own: a fault, or a run one test leaves behind (handed back, never
+    finished), never reaches another test."""
+    from deployments.server import start_server
+
+    server = start_server(tmp_path / "prefect-home", ui=False, timeout=300)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _run_faulted_chain(
-    api_url: str,
-    deployment_ids: dict[str, str],
+    server,
+    monkeypatch: pytest.MonkeyPatch,
     settings: Settings,
     logs: Path,
     fault: Callable[[Worker, str], None],
     seed: int,
 ) -> None:
+    from deployments.prepare import prepare
     from searchflow.services import pin_services
 
+    api_url = server.api_url
+    monkeypatch.setenv("PREFECT_API_URL", api_url)
+    deployment_ids = prepare(api_url, sweeper=False).deployments
     pinned = pin_services(settings)
     pin_postgres_block(api_url, pinned)
     first = start_worker(api_url, pinned.as_env(), logs)
@@ -114,7 +131,7 @@ def _report_recovery(faulted: float) -> None:
 
 
 def test_sigterm_hands_the_running_stage_back(
-    prefect_env, prepared, service_settings, logs_dir
+    own_server, monkeypatch, service_settings, logs_dir
 ) -> None:
     def sigterm(worker: Worker, transform_run: str) -> None:
         started = time.monotonic()
@@ -126,36 +143,20 @@ def test_sigterm_hands_the_running_stage_back(
         handed = [line for line in log.splitlines() if line.startswith("handed back ")]
         assert handed and transform_run in handed[-1], log[-2000:]
 
-    _run_faulted_chain(
-        prefect_env, prepared.deployments, service_settings, logs_dir, sigterm, seed=21
-    )
+    _run_faulted_chain(own_server, monkeypatch, service_settings, logs_dir, sigterm, seed=21)
 
 
-def test_worker_killed_mid_transform(prefect_env, prepared, service_settings, logs_dir) -> None:
+def test_worker_killed_mid_transform(own_server, monkeypatch, service_settings, logs_dir) -> None:
     def kill9(worker: Worker, transform_run: str) -> None:
         # the flow-run process lives on (a session of its own, not writing to the dead worker's
         # pipes) and reports its end itself
         os.killpg(worker.process.pid, signal.SIGKILL)
         worker.process.wait(timeout=30)
 
-    _run_faulted_chain(
-        prefect_env, prepared.deployments, service_settings, logs_dir, kill9, seed=22
-    )
+    _run_faulted_chain(own_server, monkeypatch, service_settings, logs_dir, kill9, seed=22)
 
 
 SERVER_AWAY_SECONDS = 20
-
-
-@pytest.fixture
-def own_server(tmp_path: Path):
-    """A server of this test's own: killing the session's would break the other tests."""
-    from deployments.server import start_server
-
-    server = start_server(tmp_path / "prefect-home", ui=False, timeout=300)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _all_runs_and_slot() -> tuple[int, list]:
