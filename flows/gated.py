@@ -165,6 +165,8 @@ def gated_generate(
     target = prepare_target(settings, sink, Path(out) if out is not None else None)
     report_progress(f"simulating {config.events:,} events")
     batch = build(config)
+    if sink == "jsonl" and hasattr(batch, "stage"):
+        batch.stage(target)  # a batch in parts writes its files while the gate surveys it
     summary: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "sink": sink,

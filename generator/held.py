@@ -60,6 +60,7 @@ def write_held(
     (where / MANIFEST).unlink(missing_ok=True)  # held again: incomplete until the manifest is
     parted = hasattr(batch, "write_parts")
     if parted:  # a batch in parts keeps no lines: the release rebuilds them from the config
+        batch.discard()  # what a staged survey wrote (PartedBatch.stage)
         where.mkdir(parents=True, exist_ok=True)
     else:
         write_jsonl(batch, where)

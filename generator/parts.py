@@ -14,7 +14,9 @@ survey (:meth:`PartedBatch.survey`, :meth:`PartedBatch.counts`)
     sees a line).
 write (:meth:`PartedBatch.write_parts`)
     Simulates every part again with its text and appends it to the sink; the next part is built
-    on a second core while the current one is written. JSONL files are written to locked
+    on a second core while the current one is written. For the JSONL sink the gated path stages
+    the files during the survey instead (:meth:`PartedBatch.stage`): one pass, the files renamed
+    into place once the gate passed, removed when it held the batch. JSONL files are written to locked
     temporary names and renamed into place at the end (never half a batch under the real name);
     the free disk space is checked before the first byte.
 
@@ -72,6 +74,9 @@ class PartedBatch:
         self.part_configs = config.part_configs()
         self._counts: list[dict[str, Any]] | None = None
         self._schema: dict[str, pa.Table] = {}
+        self._staged: TempFiles | None = None
+        self._staged_out: Path | None = None
+        self._stale = 0
 
     def __repr__(self) -> str:
         return f"PartedBatch({self.batch_id}, {len(self.part_configs)} parts)"
@@ -86,18 +91,29 @@ class PartedBatch:
         The counts of a judged pass are kept, so :meth:`counts` after the gate costs nothing.
         """
 
-        def simulated(config: PartConfig) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+        staged = self._staged if judge is not None else None
+
+        def simulated(config: PartConfig) -> tuple[GeneratedBatch, dict[str, Any], Any]:
             part = build_part(self.batch_id, config)
-            return part.counts(), part.clean_tables() if judge is not None else {}
+            if staged is not None:  # the text too, on this thread (see stage())
+                for t in EVENT_TYPES:
+                    part.lines(t)
+            return part, part.counts(), part.clean_tables() if judge is not None else {}
 
         counts, judged = [], []
-        for part_counts, tables in ahead(simulated, self.part_configs):
+        if staged is not None:
+            self._append_users(staged)
+        for part, part_counts, tables in ahead(simulated, self.part_configs):
             counts.append(part_counts)
             if judge is not None:
                 if not self._schema:
                     self._schema = {t: tables[t].slice(0, 0) for t in EVENT_TYPES}
                 judged.append(judge(tables))
-            del tables
+            if staged is not None:
+                self._append_part(staged, part)
+            del part, tables
+        if staged is not None:
+            staged.complete = True
         self._counts = counts
         return judged
 
@@ -143,26 +159,73 @@ class PartedBatch:
             return self._write_redis(settings)
         return self._write_postgres(settings)
 
-    def _write_jsonl(self, out: Path) -> dict[str, Any]:
-        from generator.sinks import jsonl_path, prepare_out, remove_stale_tmp
+    def stage(self, out: Path) -> None:
+        """Write the JSONL while the gate surveys the batch: one pass instead of two.
+
+        The files are opened (locked, under temporary names) now and filled by the judged
+        :meth:`survey`; :meth:`write_parts` to the same folder then only renames them into place,
+        and :meth:`discard` (a held batch) removes them. Nothing appears under a real name
+        before the gate passed; what a killed run leaves is removed by the next JSONL write.
+        """
+        from generator.sinks import prepare_out, remove_stale_tmp
 
         out = prepare_out(out)
-        stale = remove_stale_tmp(out)
+        self._stale = remove_stale_tmp(out)
         check_free_space(out, self.config.events * BYTES_PER_EVENT)
-        kinds = (*EVENT_TYPES, *RECORD_TYPES)
+        self._staged = TempFiles(self._paths(out)).__enter__()
+        self._staged_out = out
+
+    def discard(self) -> None:
+        """Remove the staged files (the gate held the batch)."""
+        if self._staged is not None:
+            self._staged.__exit__(None, None, None)
+            self._staged = None
+
+    def _paths(self, out: Path) -> dict[str, Path]:
+        from generator.sinks import jsonl_path
+
         for kind in RECORD_TYPES:
             (out / kind).mkdir(exist_ok=True)
-        paths = {kind: jsonl_path(out, kind, self.batch_id) for kind in kinds}
-        with TempFiles(paths) as files:
-            users = self.user_records[0]
-            for start in range(0, users.num_rows, RECORD_CHUNK):  # its JSON a chunk at a time
-                files.append("users", json_lines(users.slice(start, RECORD_CHUNK)))
-            for part in self.parts():
-                for t in EVENT_TYPES:
-                    files.append(t, part.lines(t))
-                files.append("bookings", json_lines(self.booking_records(part)[0]))
-            files.commit()
-        result: dict[str, Any] = {"out": str(out), "files": {k: str(p) for k, p in paths.items()}}
+        return {
+            kind: jsonl_path(out, kind, self.batch_id) for kind in (*EVENT_TYPES, *RECORD_TYPES)
+        }
+
+    def _append_users(self, files: TempFiles) -> None:
+        users = self.user_records[0]
+        for start in range(0, users.num_rows, RECORD_CHUNK):  # its JSON a chunk at a time
+            files.append("users", json_lines(users.slice(start, RECORD_CHUNK)))
+
+    def _append_part(self, files: TempFiles, part: GeneratedBatch) -> None:
+        for t in EVENT_TYPES:
+            files.append(t, part.lines(t))
+        files.append("bookings", json_lines(self.booking_records(part)[0]))
+
+    def _write_jsonl(self, out: Path) -> dict[str, Any]:
+        from generator.sinks import prepare_out, remove_stale_tmp
+
+        out = prepare_out(out)
+        staged = self._staged
+        if staged is not None and staged.complete and out == self._staged_out:
+            stale = self._stale
+            try:
+                staged.commit()
+            finally:
+                staged.__exit__(None, None, None)
+            self._staged = None
+        else:
+            self.discard()
+            stale = remove_stale_tmp(out)
+            check_free_space(out, self.config.events * BYTES_PER_EVENT)
+            with TempFiles(self._paths(out)) as files:
+                self._append_users(files)
+                for part in self.parts():
+                    self._append_part(files, part)
+                files.commit()
+            staged = files
+        result: dict[str, Any] = {
+            "out": str(out),
+            "files": {k: str(p) for k, p in staged.paths.items()},
+        }
         if stale:
             result["stale_tmp_removed"] = stale
         return result
@@ -268,6 +331,7 @@ class TempFiles:
         self.paths = paths
         self.tmp = {k: p.with_name(f".{p.name}.{os.getpid()}.tmp") for k, p in paths.items()}
         self.files: dict[str, Any] = {}
+        self.complete = False  # every part appended (a staged survey ran to its end)
 
     def __enter__(self) -> TempFiles:
         for kind, tmp in self.tmp.items():

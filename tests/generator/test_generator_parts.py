@@ -165,3 +165,26 @@ def test_parts_to_redis_and_postgres(service_settings, redis_url, postgres_url):
             assert cur.fetchone()[0] == counts["conversion"]
     finally:
         con.close()
+
+
+def test_a_staged_survey_writes_the_same_files_in_one_pass(tmp_path, settings):
+    direct = write(build(_config()), "jsonl", settings, tmp_path / "direct")
+    batch = build(_config())
+    batch.stage(tmp_path / "out")
+    rules = checks.merge_rules(batch.survey(checks.part_judge()))
+    assert rules.figures["searches"] == batch.counts()["search"]
+    assert not (tmp_path / "out" / "search" / f"{batch.batch_id}.jsonl").exists()  # not yet
+    staged = write(batch, "jsonl", settings, tmp_path / "out")
+    released = {k: p.replace(str(tmp_path / "direct"), str(tmp_path / "out"))
+                for k, p in direct["files"].items()}  # fmt: skip
+    assert staged["files"] == released
+    assert _digests(staged) == _digests(direct)
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_a_staged_batch_that_is_held_leaves_nothing_in_the_folder(tmp_path, settings):
+    batch = build(_config())
+    batch.stage(tmp_path / "out")
+    batch.survey(checks.part_judge())
+    write_held(settings, batch, "jsonl", tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
