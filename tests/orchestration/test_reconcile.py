@@ -1,7 +1,8 @@
 """The scheduled reconcile flow: what counts as drift (pure), and the flow itself on the real
 Postgres, Redis and a real Prefect server: clean destinations pass; a row changed by hand in
 ``crm.user_segments`` and a reco key deleted from Redis fail the run as ``Drifted``, naming both
-destinations, with one ``searchflow.reconcile.drift`` event each."""
+destinations, with one ``searchflow.reconcile.drift`` event each, and the server posts one alert
+per drifted destination to a local webhook."""
 
 from __future__ import annotations
 
@@ -95,13 +96,22 @@ def _build_marts(settings: Settings) -> None:
         con.close()
 
 
-async def _limit(api_url: str) -> None:
+async def _limit() -> None:
     from prefect.client.orchestration import get_client
 
     from deployments.prepare import ensure_concurrency_limit
 
     async with get_client() as client:
         await ensure_concurrency_limit(client)
+
+
+async def _alerts(url: str | None) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments.alerts import ensure_alerts
+
+    async with get_client() as client:
+        await ensure_alerts(client, url)
 
 
 def _drift_events(api_url: str, since: float, want: int) -> list[dict[str, Any]]:
@@ -131,46 +141,18 @@ def test_the_flow_passes_clean_destinations_and_fails_naming_drift(
     prefect_env, service_env, service_settings, postgres_url, redis_url
 ) -> None:
     from deployments.prepare import api
-    from searchflow.sync import run_sync
+    from tests.orchestration.test_alerts import Receiver
 
+    hook = Receiver()
     with api(prefect_env):
-        asyncio.run(_limit(prefect_env))
-        _build_marts(service_settings)
-        for name in ("user_segments", "email_triggers", "recommendations"):
-            run_sync(service_settings, name)
-
-        clean = reconcile(return_state=True)
-        assert clean.is_completed(), clean.message
-        summary = clean.result()
-        assert summary["in_sync"] and summary["drift"] == []
-        assert set(summary["syncs"]) == {"user_segments", "email_triggers", "recommendations"}
-
-        con = psycopg2.connect(postgres_url)
-        with con, con.cursor() as cur:
-            cur.execute("UPDATE crm.user_segments SET segment = 'vip' WHERE user_id = 'user_7'")
-            # an extra row in the insert-only queue is its history, not drift
-            cur.execute(
-                "INSERT INTO crm.email_queue (trigger_id, user_id, trigger_type) "
-                "SELECT 'trg_old', user_id, trigger_type FROM crm.email_queue LIMIT 1"
+        try:
+            asyncio.run(_alerts(hook.url))
+            events, alerts = _clean_then_drifted(
+                prefect_env, service_settings, postgres_url, redis_url, hook
             )
-        con.close()
-        client = redis.Redis.from_url(redis_url)
-        assert client.delete(f"{service_settings.reco_prefix}user_3") == 1
-        client.close()
-
-        started = time.time() - 5
-        drifted = reconcile(return_state=True)
-        assert drifted.is_failed() and drifted.name == DRIFT_STATE
-        assert "crm.user_segments (user_segments) drifted" in drifted.message
-        assert "1 different" in drifted.message
-        assert "(recommendations) drifted" in drifted.message and "1 missing" in drifted.message
-        assert "email_triggers" not in drifted.message
-        assert "user_7" not in drifted.message and "user_3" not in drifted.message
-        with pytest.raises(ReconcileDrift) as raised:
-            reconcile()
-        assert raised.value.summary["in_sync"] is False
-
-        events = _drift_events(prefect_env, started, want=4)
+        finally:
+            asyncio.run(_alerts(None))
+            hook.stop()
     by_sync: dict[str, list[dict]] = {}
     for event in events:
         by_sync.setdefault(event["resource"]["searchflow.sync"], []).append(event)
@@ -179,3 +161,57 @@ def test_the_flow_passes_clean_destinations_and_fails_naming_drift(
     (payload, *_) = [e["payload"] for e in by_sync["user_segments"]]
     assert (payload["missing"], payload["extra"], payload["different"]) == (0, 0, 1)
     assert payload["destination"] == "postgres crm.user_segments"
+    # two drifted runs, two destinations each: four alerts, each naming its destination
+    texts = sorted(a["text"] for a in alerts)
+    assert len(texts) == 4, texts
+    assert sum("SearchFlow: postgres crm.user_segments drifted" in t for t in texts) == 2
+    assert sum("1 missing" in t and "recommendations" in t for t in texts) == 2
+    assert not any("flow run" in t.splitlines()[0] for t in texts)  # no failed-run alert
+
+
+def _clean_then_drifted(prefect_env, service_settings, postgres_url, redis_url, hook):
+    """Sync, reconcile clean, drift two destinations, reconcile twice; (drift events, alerts)."""
+    from searchflow.sync import run_sync
+
+    asyncio.run(_limit())
+    _build_marts(service_settings)
+    for name in ("user_segments", "email_triggers", "recommendations"):
+        run_sync(service_settings, name)
+
+    clean = reconcile(return_state=True)
+    assert clean.is_completed(), clean.message
+    summary = clean.result()
+    assert summary["in_sync"] and summary["drift"] == []
+    assert set(summary["syncs"]) == {"user_segments", "email_triggers", "recommendations"}
+
+    con = psycopg2.connect(postgres_url)
+    with con, con.cursor() as cur:
+        cur.execute("UPDATE crm.user_segments SET segment = 'vip' WHERE user_id = 'user_7'")
+        # an extra row in the insert-only queue is its history, not drift
+        cur.execute(
+            "INSERT INTO crm.email_queue (trigger_id, user_id, trigger_type) "
+            "SELECT 'trg_old', user_id, trigger_type FROM crm.email_queue LIMIT 1"
+        )
+    con.close()
+    client = redis.Redis.from_url(redis_url)
+    assert client.delete(f"{service_settings.reco_prefix}user_3") == 1
+    client.close()
+
+    started = time.time() - 5
+    drifted = reconcile(return_state=True)
+    assert drifted.is_failed() and drifted.name == DRIFT_STATE
+    assert "crm.user_segments (user_segments) drifted" in drifted.message
+    assert "1 different" in drifted.message
+    assert "(recommendations) drifted" in drifted.message and "1 missing" in drifted.message
+    assert "email_triggers" not in drifted.message
+    assert "user_7" not in drifted.message and "user_3" not in drifted.message
+    with pytest.raises(ReconcileDrift) as raised:
+        reconcile()
+    assert raised.value.summary["in_sync"] is False
+
+    events = _drift_events(prefect_env, started, want=4)
+    deadline = time.monotonic() + 120
+    while len(hook.received) < 4 and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(10)  # room for an alert too many (the failed run's), which must not come
+    return events, list(hook.received)
