@@ -49,9 +49,10 @@ from searchflow.contract import RECORD_TYPES
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
 
-# Bytes a generated event takes in JSONL, a little above the measured mean (faults included),
-# and the records beside the events, per event: what the free-space check asks for.
-BYTES_PER_EVENT = 360
+# Bytes of JSONL per event (faults included) and per user's change records, a little above what
+# a 10M-event, 1M-user batch wrote: what the free-space check asks for.
+BYTES_PER_EVENT = 400
+BYTES_PER_USER = 350
 RECORD_CHUNK = 250_000  # user change records turned into JSON at a time
 T = TypeVar("T")
 
@@ -159,6 +160,11 @@ class PartedBatch:
             return self._write_redis(settings)
         return self._write_postgres(settings)
 
+    @property
+    def jsonl_bytes(self) -> int:
+        """About how many bytes the batch's JSONL files take (events and user records)."""
+        return self.config.events * BYTES_PER_EVENT + self.config.users * BYTES_PER_USER
+
     def stage(self, out: Path) -> None:
         """Write the JSONL while the gate surveys the batch: one pass instead of two.
 
@@ -171,7 +177,7 @@ class PartedBatch:
 
         out = prepare_out(out)
         self._stale = remove_stale_tmp(out)
-        check_free_space(out, self.config.events * BYTES_PER_EVENT)
+        check_free_space(out, self.jsonl_bytes)
         self._staged = TempFiles(self._paths(out)).__enter__()
         self._staged_out = out
 
@@ -215,7 +221,7 @@ class PartedBatch:
         else:
             self.discard()
             stale = remove_stale_tmp(out)
-            check_free_space(out, self.config.events * BYTES_PER_EVENT)
+            check_free_space(out, self.jsonl_bytes)
             with TempFiles(self._paths(out)) as files:
                 self._append_users(files)
                 for part in self.parts():
