@@ -56,13 +56,20 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    home: Path, *, env: dict[str, str] | None = None, port: int | None = None
+    home: Path,
+    *,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    command: list[str] | None = None,
 ) -> Iterator[str]:
-    """Run ``searchflow dashboard`` for ``home`` on a free port; yields its URL once healthy and
-    stops exactly that process afterwards."""
+    """Run ``searchflow dashboard`` for ``home`` on a free port (or ``command``, given the port as
+    its last argument); yields its URL once healthy and stops exactly that process afterwards."""
     port = port or free_port()
     environment = {**os.environ, **(env or {}), "SEARCHFLOW_HOME": str(home)}
-    command = [sys.executable, "-m", "searchflow.cli", "dashboard", "--port", str(port)]
+    if command is not None:
+        command = [*command, str(port)]
+    else:
+        command = [sys.executable, "-m", "searchflow.cli", "dashboard", "--port", str(port)]
     log = open(Path(home) / f"dashboard-{port}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -123,22 +130,31 @@ def browser(height: int = 1100) -> Iterator[object]:
             instance.close()
 
 
+# Rendered: the script has finished, the title is there, no element is still a loading skeleton,
+# and every chart has drawn (Vega-Lite draws into a canvas or an svg after the script ends).
 _IDLE = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     const state = app && app.getAttribute('data-test-script-state');
-    return state === 'notRunning' && !!document.querySelector('h1');
+    if (state !== 'notRunning' || !document.querySelector('h1')) return false;
+    if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+    const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
+    return Array.from(charts).every(c => !!c.querySelector('canvas, svg'));
 }"""
 
 
-def _settle(page) -> None:
+def _settle(page) -> float:
     """Wait until Streamlit has run the page's script and drawn its elements: the script is idle
-    and stays idle a moment (a page's first load may rerun it once)."""
+    and stays idle a moment (a page's first load may rerun it once). Returns the
+    ``time.perf_counter()`` at which the page became idle for good, so the moment spent checking
+    that it stays idle is not counted as rendering."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=RENDER_SECONDS * 1000)
     for _ in range(20):
         page.wait_for_function(_IDLE, timeout=RENDER_SECONDS * 1000)
+        idle_at = time.perf_counter()
         page.wait_for_timeout(300)
         if page.evaluate(_IDLE):
-            return
+            return idle_at
+    return time.perf_counter()
 
 
 def read(page, url: str, screenshot: Path | None = None) -> Reading:
@@ -154,8 +170,7 @@ def read(page, url: str, screenshot: Path | None = None) -> Reading:
     page.on("request", note)
     started = time.perf_counter()
     page.goto(url, wait_until="domcontentloaded")
-    _settle(page)
-    seconds = time.perf_counter() - started
+    seconds = _settle(page) - started
     page.remove_listener("request", note)
     metrics = {}
     for metric in page.query_selector_all('[data-testid="stMetric"]'):
