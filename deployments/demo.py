@@ -333,9 +333,10 @@ def where_to_look(settings: Settings, ui_url: str, chain: Chain) -> dict[str, An
     where["postgres"] = {"url": mask_url(settings.postgres_url or ""), "tables": tables}
     try:
         client = redis_client(settings)
-        count = sum(1 for _ in client.scan_iter(match="reco:*", count=10_000))
+        pattern = f"{settings.reco_prefix}*"
+        count = sum(1 for _ in client.scan_iter(match=pattern, count=10_000))
         client.close()
-        where["redis"] = {"url": mask_url(settings.redis_url or ""), "keys": {"reco:*": count}}
+        where["redis"] = {"url": mask_url(settings.redis_url or ""), "keys": {pattern: count}}
     except Exception as exc:
         where["redis"] = {
             "url": mask_url(settings.redis_url or ""),
