@@ -176,7 +176,7 @@ else:
         alt.Chart(runs)
         .mark_circle(size=60)
         .encode(
-            x=alt.X("started_at:T", title="started"),
+            x=alt.X("started_at:T", title="started (UTC)", axis=alt.Axis(format="%m-%d %H:%M")),
             y=alt.Y("seconds:Q", title="latency (s)"),
             color="sync:N",
             shape="status:N",

@@ -2,6 +2,7 @@
 from which segment to which per period, and the top users by lifetime value."""
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from searchflow.dashboard import data, ui
@@ -76,7 +77,10 @@ st.title("User segments")
 version = ui.require_version()
 today = ui.rows(version, TODAY).set_index("segment").reindex(list(SEGMENTS))
 as_of = today["as_of"].dropna().max()
-st.caption(f"Today's distribution as of the latest event time {as_of}, mart version {version}.")
+as_of_text = "–" if pd.isna(as_of) else f"{pd.Timestamp(as_of):%Y-%m-%d %H:%M}"
+st.caption(
+    f"Today's distribution as of the latest event time {as_of_text}, mart version {version}."
+)
 
 has_history = data.available(version, "marketing.mart_segment_history") and data.available(
     version, "marketing.mart_segment_transitions"
@@ -163,7 +167,15 @@ else:
                 base.mark_rect().encode(
                     color=alt.Color("users:Q"), tooltip=["from_segment", "to_segment", "users"]
                 )
-                + base.mark_text().encode(text=alt.Text("users:Q", format=","))
+                + base.mark_text().encode(
+                    text=alt.Text("users:Q", format=","),
+                    # dark cells get light text
+                    color=alt.condition(
+                        alt.datum.users > matrix["users"].max() / 2,
+                        alt.value("white"),
+                        alt.value("black"),
+                    ),
+                )
             ).properties(height=280),
             width="stretch",
         )
