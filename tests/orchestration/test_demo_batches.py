@@ -100,3 +100,29 @@ def test_successive_batches_leave_segment_transitions(service_settings: Settings
     ).fetchone()[0]
     assert moved > 0
     assert builds == len(planned)
+
+
+def test_the_command_runs_several_batches_only_on_a_fresh_data_folder(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import deployments.demo
+    from deployments.follow import CHAIN, Chain, StageRun
+    from searchflow.cli import main
+
+    asked: list[int] = []
+
+    def fake(settings, *args, **kwargs) -> deployments.demo.DemoResult:
+        asked.append(kwargs["batches"])
+        chosen = choose_batches(settings.home_path, 90, 9, batches=kwargs["batches"])
+        chain = Chain([StageRun(stage=s, deployment=d) for s, d in CHAIN], "completed")
+        result = deployments.demo.DemoResult("http://x/api", "http://x", False, "pool", chain)
+        result.batches = [{**c, "outcome": "completed", "seconds": 1.0} for c in chosen]
+        return result
+
+    monkeypatch.setenv("SEARCHFLOW_HOME", str(home))
+    monkeypatch.setattr(deployments.demo, "run_demo", fake)
+    main(["demo", "--once"])
+    assert "batch 3/3: 30 events, 9 users, seed 3" in capsys.readouterr().out
+    main(["demo", "--once"])
+    main(["demo", "--once", "--batches", "2"])
+    assert asked == [FIRST_DEMO_BATCHES, 1, 2]
