@@ -11,8 +11,8 @@ under the reco prefix. This flow runs the same comparison as ``searchflow reconc
   of :mod:`deployments.alerts` posts one message per event, so one alert per drifted destination);
 - and ends the run ``Failed`` under the state name ``Drifted``: red in the UI, while the
   "flow run failed" alert (which listens for ``prefect.flow-run.Failed``) stays quiet, so a drift
-  alerts once. Any other failure (Postgres down, no mart) fails the run as usual and that alert
-  fires.
+  alerts once. Any other failure (Postgres down, Redis down) fails the run as usual and that
+  alert fires; a mart not built yet (before the first transform) is reported and skipped.
 
 What is not drift: rows the email queue keeps after the mart stopped showing their trigger (the
 queue is insert-only), and ``crm.user_segments`` rows of users who left the mart when
@@ -129,6 +129,15 @@ def drifts(results: Iterable[Mapping[str, Any]], *, keep_removed: bool = False) 
     return [d for d in found if d is not None]
 
 
+def _built(settings: Any, names: list[str]) -> list[str]:
+    """The syncs among ``names`` whose mart exists (the caller holds the warehouse slot)."""
+    from searchflow import warehouse
+    from searchflow.sync.registry import SPECS
+
+    with warehouse.session(settings, read_only=True) as con:
+        return [name for name in names if warehouse.table_exists(con, SPECS[name].mart)]
+
+
 def _reconcile_all(names: list[str]) -> dict[str, dict[str, Any]]:
     """``run_reconcile`` for each sync, the mart read under the warehouse slot."""
     from flows.common import warehouse_slot
@@ -137,6 +146,10 @@ def _reconcile_all(names: list[str]) -> dict[str, dict[str, Any]]:
     from searchflow.sync import run_reconcile
 
     settings = get_settings()
+    with warehouse_slot():
+        names = _built(settings, names)
+    if not names:
+        return {}
     engine = postgres_block(settings).get_engine()
     try:
         results = {}
@@ -167,10 +180,15 @@ def reconcile(syncs: list[str] | None = None) -> Any:
         raise UsageError(f"unknown sync {', '.join(unknown)}; choose among {', '.join(SYNC_NAMES)}")
     if not settings.warehouse_path.exists():
         print(f"nothing to reconcile: no warehouse at {settings.warehouse_path} yet")
-        return {"in_sync": True, "syncs": {}, "drift": []}
+        return {"in_sync": True, "syncs": {}, "drift": [], "not_built": names}
     results = _reconcile_all(names)
+    not_built = [name for name in names if name not in results]
+    if not_built:
+        # Before the first build there is nothing to compare: not drift, and not a failed run.
+        print(f"not built yet, nothing to compare: {', '.join(not_built)}")
     found = drifts(results.values(), keep_removed=settings.sync_keep_removed)
     summary = {
+        "not_built": not_built,
         "in_sync": not found,
         "syncs": {
             name: {k: v for k, v in r.items() if not k.endswith("_sample")}

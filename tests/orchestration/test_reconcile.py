@@ -174,6 +174,12 @@ def _clean_then_drifted(prefect_env, service_settings, postgres_url, redis_url, 
     from searchflow.sync import run_sync
 
     asyncio.run(_limit())
+    service_settings.ensure_home()
+    duckdb.connect(str(service_settings.warehouse_path)).close()  # a warehouse, no mart yet
+    before = reconcile(return_state=True)
+    assert before.is_completed(), before.message  # nothing built is not drift, nor a failure
+    assert before.result()["not_built"] == ["user_segments", "email_triggers", "recommendations"]
+
     _build_marts(service_settings)
     for name in ("user_segments", "email_triggers", "recommendations"):
         run_sync(service_settings, name)
