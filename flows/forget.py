@@ -2,7 +2,8 @@
 
 Orchestration floor: it reaches every store the stages write (the warehouse, Postgres ``crm``,
 Redis, the data folder's files, the published Parquet), so no single stage owns it. The user is
-found by their id and, when the application's records landed, by their email addresses:
+found by their id, their pseudonym (the user key of analytics, marketing and ml) and, when the
+application's records landed, by their email addresses:
 
 - the warehouse: every row of every base table (raw, staging, marts and their candidates,
   snapshots, the quarantine, dead letters) with a text column equal to a needle or naming it as a
@@ -268,7 +269,8 @@ def forget_user(
         if contacts:  # the PII's own file, attached read-write for this erasure only
             restricted.attach(con, settings.warehouse_path, read_only=False)
         emails = {*_emails(con, user_id), *(_restricted_emails(con, user_id) if contacts else [])}
-        needles = [user_id, *sorted(emails)]
+        # the user's pseudonym keys them in analytics, marketing, ml and the published Parquet
+        needles = [user_id, *sorted(emails), pii.user_key(settings, user_id)]
         touched: dict[str, Any] = {}
         if contacts:
             con.execute("BEGIN")
@@ -292,7 +294,7 @@ def forget_user(
         touched["postgres"] = erase_postgres(settings, user_id)
         touched["redis"] = erase_redis(settings, needles)
     touched["files"] = erase_files(settings.home_path, needles)
-    touched["emails"] = len(needles) - 1
+    touched["emails"] = len(emails)
     with warehouse.session(settings) as con:
         audit_id = audit.record(
             con, "forget", target=hashed, touched=touched, flow_run_id=flow_run_id

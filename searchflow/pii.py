@@ -49,6 +49,63 @@ def user_hash(settings: Settings, user_id: str) -> str:
     return hmac.new(pii_key(settings), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+USER_KEY_PREFIX = b"user_key:"
+USER_KEY_LENGTH = 32  # hex characters: 128 bits, no collision in any user pool
+
+
+def pseudonym(key: bytes, user_id: str) -> str:
+    """The user key that analytics, marketing and ml carry instead of the id: an HMAC under the
+    PII key, domain-separated from :func:`user_hash`, so the suppression list never holds a value
+    that was once a pseudonym in the marts."""
+    digest = hmac.new(key, USER_KEY_PREFIX + user_id.encode(), hashlib.sha256).hexdigest()
+    return digest[:USER_KEY_LENGTH]
+
+
+def user_key(settings: Settings, user_id: str) -> str:
+    """One user's pseudonym under the configured key."""
+    return pseudonym(pii_key(settings), user_id)
+
+
+_KEYS: dict[tuple[str | None, str], bytes] = {}
+
+
+def served_user_key(settings: Settings, user_id: str) -> str:
+    """:func:`user_key` for a long-lived server answering per request: the key is read once per
+    setting and key file, not at every call (a new key needs a new transform and a restart)."""
+    secret = settings.pii_key.get_secret_value() if settings.pii_key is not None else None
+    which = (
+        hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+        str(key_path(settings)),
+    )
+    if which not in _KEYS:
+        _KEYS[which] = pii_key(settings)
+    return pseudonym(_KEYS[which], user_id)
+
+
+def register_user_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """``sf_user_key(user_id)`` on a DuckDB connection: the pseudonym, NULL for NULL; vectorized
+    (one Python call per vector, not per row)."""
+    import pyarrow as pa
+    from duckdb.sqltypes import VARCHAR
+
+    def keys(ids):  # no annotations: DuckDB evaluates them at registration
+        return pa.array(
+            [None if u is None else pseudonym(key, u) for u in ids.to_pylist()], pa.string()
+        )
+
+    with contextlib.suppress(duckdb.Error):
+        con.remove_function("sf_user_key")
+    con.create_function(
+        "sf_user_key",
+        keys,
+        [VARCHAR],
+        VARCHAR,
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
+
+
 def ensure_suppression(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ops")
     con.execute(

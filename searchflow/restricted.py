@@ -5,9 +5,9 @@ its own beside the warehouse (``<warehouse folder>/restricted/<warehouse name>.d
 folder readable by its owner only (0700) and the file 0600. The folder's mode is what protects
 the write-ahead log DuckDB creates beside the file while writing, whatever its mode.
 
-Only the steps that need the addresses attach it: dbt (through ``searchflow.restricted_plugin``,
-which builds the model ``restricted.pii.user_contacts``), the email sync (the address at sync
-time) and ``forget``. Everything analysts read (analytics, marketing, ml, the published Parquet,
+Only the steps that need it attach it: dbt (through ``searchflow.restricted_plugin``, which
+builds ``restricted.pii.user_contacts`` and ``restricted.pii.user_keys``), the syncs (the real id
+behind each pseudonym, and the address at sync time) and ``forget``. Everything analysts read (analytics, marketing, ml, the published Parquet,
 the API, the dashboards) opens the warehouse file alone, where no address exists outside
 ``raw.app_users``.
 """
@@ -21,6 +21,7 @@ import duckdb
 
 ALIAS = "restricted"
 CONTACTS = f"{ALIAS}.pii.user_contacts"
+USER_KEYS = f"{ALIAS}.pii.user_keys"  # user_key (the marts' pseudonym) -> user_id
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -63,12 +64,19 @@ def attach(con: duckdb.DuckDBPyConnection, warehouse_path: Path, read_only: bool
     return True
 
 
-def has_contacts(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the attached store holds the contacts model (built by a transform)."""
+def has_table(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    """Whether the attached store holds ``relation`` (a :data:`CONTACTS` or :data:`USER_KEYS`,
+    built by a transform)."""
+    _, schema, table = relation.split(".")
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
-            "AND schema_name = 'pii' AND table_name = 'user_contacts'",
-            [ALIAS],
+            "AND schema_name = ? AND table_name = ?",
+            [ALIAS, schema, table],
         ).fetchone()[0]
     )
+
+
+def has_contacts(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the attached store holds the contacts model."""
+    return has_table(con, CONTACTS)

@@ -19,6 +19,6 @@ union all
 select t.trigger_id, 'the user booked within the window'
 from {{ ref('mart_email_triggers') }} as t
 inner join {{ ref('stg_conversion_events') }} as c
-    on c.user_id = t.user_id
+    on {{ user_key('c.user_id') }} = t.user_id  -- the mart's key is the pseudonym
     and c.event_time >= t.session_started_at
     and c.event_time <= {{ dbt.dateadd('hour', var('conversion_window_hours'), 't.session_ended_at') }}

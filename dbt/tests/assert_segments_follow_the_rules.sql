@@ -20,7 +20,7 @@ activity as (
 
 expected as (
     select
-        a.user_id,
+        {{ user_key('a.user_id') }} as user_id,  -- the mart's key is the pseudonym
         case
             when coalesce(c.conversions, 0) >= 3 then 'power'
             when coalesce(c.conversions, 0) >= 1 then 'regular'

@@ -87,9 +87,24 @@ def addressed_relation(mart: str, contacts: bool) -> str:
     )"""
 
 
-def relation(spec: MartSpec, contacts: bool = False) -> str:
-    """What a sync reads: the mart, or for the email sync its consented, addressed rows."""
-    return addressed_relation(spec.mart, contacts) if spec.addressed else spec.mart
+def keyed_relation(mart: str, keys: bool) -> str:
+    """The mart with the application's user id in ``user_id``: the marts carry a pseudonym
+    (dbt/macros/user_key.sql), which ``restricted.pii.user_keys`` maps back. A key the map does
+    not know becomes NULL, so its row is a reject (or, for an email, not sent), never a
+    pseudonym written as an id. Marts built before pseudonyms (no map) are read as they are."""
+    if not keys:
+        return mart
+    return f"""(
+        SELECT m.* REPLACE (k.user_id AS user_id)
+        FROM {mart} AS m LEFT JOIN {restricted.USER_KEYS} AS k ON k.user_key = m.user_id
+    )"""
+
+
+def relation(spec: MartSpec, contacts: bool = False, keys: bool = False) -> str:
+    """What a sync reads: the mart with real user ids, and for the email sync only consented,
+    addressed rows."""
+    keyed = keyed_relation(spec.mart, keys)
+    return addressed_relation(keyed, contacts) if spec.addressed else keyed
 
 
 def _missing(spec: MartSpec) -> str:
@@ -149,14 +164,13 @@ def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
 
 
-def _attach_contacts(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
+def _attach_store(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
     try:
-        attached = restricted.attach(con, settings.warehouse_path, read_only=True)
+        return restricted.attach(con, settings.warehouse_path, read_only=True)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise lock_error(restricted.restricted_path(settings.warehouse_path), exc) from None
         raise
-    return attached and restricted.has_contacts(con)
 
 
 def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
@@ -165,9 +179,11 @@ def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     con = _open(settings, spec.mart)
     try:
         try:
-            # Only the email sync opens the restricted store, read-only, for the addresses.
-            contacts = spec.addressed and _attach_contacts(con, settings)
-            source = relation(spec, contacts)
+            # The restricted store, read-only: the ids behind the pseudonyms, and the addresses.
+            attached = _attach_store(con, settings)
+            contacts = spec.addressed and attached and restricted.has_contacts(con)
+            keys = attached and restricted.has_table(con, restricted.USER_KEYS)
+            source = relation(spec, contacts, keys)
             con.execute("BEGIN TRANSACTION")  # the version and the rows from one snapshot
             version = published_version(con)
             if con.execute(clean_query(spec, source)).fetchone()[0]:

@@ -98,9 +98,13 @@ def dbt_env(
         raise UsageError(f"unknown dbt target {target!r}; use one of {', '.join(TARGETS)}")
     env = {
         "SEARCHFLOW_WAREHOUSE": str(settings.warehouse_path),
+        # the PII key's home, for the pseudonyms (searchflow/restricted_plugin.py)
+        "SEARCHFLOW_HOME": str(settings.home_path),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         **{k: v for k, v in settings.as_env().items() if k.startswith("SEARCHFLOW_DUCKDB_")},
     }
+    if settings.pii_key is not None and settings.pii_key.get_secret_value():
+        env["SEARCHFLOW_PII_KEY"] = settings.pii_key.get_secret_value()
     settings.duckdb_config()  # creates the spill folder dbt-duckdb's temp_directory names
     if target == "postgres":
         if postgres_url is None:

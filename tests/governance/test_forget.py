@@ -107,8 +107,11 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     jsonl = [p for p in home.rglob("*.jsonl") if _pattern(user_id).search(p.read_text())]
     assert jsonl, "the chain's JSONL names the user before forget"
 
+    pseudonym = pii.user_key(service_settings, user_id)  # the marts' key for the user
+    with warehouse.session(service_settings, read_only=True) as con:
+        assert any(t.startswith("marketing__") for t in _warehouse_traces(con, pseudonym))
     assert any(
-        user_id in pq.read_table(p).column(0).to_pylist()
+        pseudonym in pq.read_table(p).column(0).to_pylist()
         for p in home.rglob("*mart_user_segments.parquet")
     ), "the published segments name the user before forget"
 
@@ -121,6 +124,7 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     with warehouse.session(service_settings, read_only=True) as con:
         assert _warehouse_traces(con, user_id) == []
         assert _warehouse_traces(con, email) == []
+        assert _warehouse_traces(con, pseudonym) == []
         hashes = pii.suppressed_hashes(con)
         log = audit.entries(con, command="forget")
     assert pii.user_hash(service_settings, user_id) in hashes
@@ -144,7 +148,10 @@ def test_forget_leaves_no_trace(service_env, service_settings, postgres_url, red
     assert parquet, "the chain published Parquet snapshots"
     for path in parquet:
         for column in pq.read_table(path).to_pydict().values():
-            assert not any(isinstance(v, str) and _pattern(user_id).search(v) for v in column), path
+            assert not any(
+                isinstance(v, str) and (_pattern(user_id).search(v) or pseudonym in v)
+                for v in column
+            ), path
     key = pii.key_path(service_settings)
     assert key.stat().st_mode & 0o777 == 0o600
 

@@ -169,8 +169,12 @@ def _crm_fields(
     return out
 
 
-def mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every difference between the marts and the recomputation, as readable lines."""
+def mismatches(con: duckdb.DuckDBPyConnection, keys: dict[str, str] | None = None) -> list[str]:
+    """Every difference between the marts and the recomputation, as readable lines.
+
+    ``keys`` maps the marts' user keys (pseudonyms) back to the ids the recomputation uses
+    (:func:`tests.transform.keys.key_map`)."""
+    keys = keys or {}
     expected = recompute(con)
     problems: list[str] = []
     total = con.execute(
@@ -190,7 +194,7 @@ def mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
     users = [r[0] for r in rows]
     if len(users) != len(set(users)):
         problems.append("mart_user_segments has more than one row for a user")
-    got_segments = {r[0]: r[1] for r in rows}
+    got_segments = {keys.get(r[0], r[0]): r[1] for r in rows}
     if set(got_segments) != set(expected.segments):
         problems.append(
             f"users differ: {len(set(got_segments) ^ set(expected.segments))} not in both"
@@ -202,7 +206,7 @@ def mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
         )
         problems.append(f"{len(wrong)} segments differ ({sample})")
     fields = {
-        r[0]: (int(r[1]), r[2], r[3])
+        keys.get(r[0], r[0]): (int(r[1]), r[2], r[3])
         for r in con.execute(
             "SELECT user_id, engagement_score, primary_platform, primary_country "
             "FROM marketing.mart_user_segments"

@@ -10,9 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from searchflow import pii
 from searchflow.config import Settings
 from searchflow.transform import run_transform
 
+from .keys import key_map
 from .rawdata import publish_batch
 from .recompute import mismatches
 
@@ -40,12 +42,13 @@ def test_marts_equal_the_recomputation_on_100k_generated_events(
     assert summary["failed"] == 0
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        assert mismatches(con) == []
+        assert mismatches(con, key_map(settings)) == []
+        pii.register_user_key(con, pii.pii_key(settings))  # the marts key users by sf_user_key
         missing = con.execute(
             """
             SELECT count(DISTINCT j.user_id)
             FROM intermediate.int_user_journeys j
-            LEFT JOIN marketing.mart_recommendations r USING (user_id)
+            LEFT JOIN marketing.mart_recommendations r ON r.user_id = sf_user_key(j.user_id)
             WHERE j.user_id IS NOT NULL AND j.destination IS NOT NULL AND r.user_id IS NULL
             """
         ).fetchone()[0]

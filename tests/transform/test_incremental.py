@@ -19,6 +19,7 @@ from searchflow.config import Settings
 from searchflow.transform import run_transform
 
 from . import scenario
+from .keys import key_map, with_real_ids
 from .rawdata import T0, Raw, load_duckdb
 from .scenario import H, M
 
@@ -66,9 +67,10 @@ def _batches() -> tuple[list[dict], list[dict]]:
 
 def _read(settings: Settings) -> dict[str, pd.DataFrame]:
     frames = {}
+    keys = key_map(settings)  # the marts' pseudonyms back to the scenario's ids
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for name in COMPARED:
-            frame = con.sql(f"SELECT * FROM {name}").df()
+            frame = with_real_ids(con.sql(f"SELECT * FROM {name}").df(), keys)
             frame = frame[[c for c in frame.columns if c not in BOOKKEEPING]]
             frames[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
     return frames

@@ -17,6 +17,7 @@ from searchflow.config import Settings
 from searchflow.transform import project_dir
 
 from . import scenario
+from .keys import key_map
 from .rawdata import load_duckdb
 
 pytestmark = pytest.mark.slow
@@ -43,9 +44,10 @@ def test_plain_dbt_build_in_an_empty_environment(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:]
+    keys = key_map(settings)  # the marts' pseudonyms back to the scenario's ids
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         users = {
-            r[0]
+            keys.get(r[0], r[0])
             for r in con.execute("SELECT user_id FROM marketing__dev.mart_user_segments").fetchall()
         }
         published = con.execute(

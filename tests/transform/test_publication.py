@@ -29,6 +29,7 @@ from searchflow.transform import candidate as candidates
 from searchflow.warehouse import session
 
 from . import scenario
+from .keys import key_map
 from .rawdata import load_duckdb, publish_batch
 from .recompute import mismatches
 
@@ -37,13 +38,15 @@ publication = importlib.import_module("searchflow.transform.publish")
 
 
 def _state(settings: Settings) -> dict:
+    keys = key_map(settings)  # the marts' pseudonyms back to the scenario's ids
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         funnel = con.execute(
             "SELECT sum(searches), list_contains(list(event_date), DATE '2024-06-05') "
             "FROM analytics.fct_search_funnel"
         ).fetchone()
         users = {
-            r[0] for r in con.execute("SELECT user_id FROM marketing.mart_user_segments").fetchall()
+            keys.get(r[0], r[0])
+            for r in con.execute("SELECT user_id FROM marketing.mart_user_segments").fetchall()
         }
         view = con.execute(
             "SELECT sql FROM duckdb_views() WHERE schema_name = 'analytics' "
@@ -60,7 +63,7 @@ def _state(settings: Settings) -> dict:
             "snapshot": con.execute(
                 "SELECT count(*) FROM snapshots.user_segments_snapshot"
             ).fetchone()[0],
-            "problems": mismatches(con),
+            "problems": mismatches(con, keys),
             "candidates": candidates.candidates(con),
         }
 

@@ -21,6 +21,7 @@ from searchflow.config import Settings
 from searchflow.transform import run_transform
 
 from . import scenario
+from .keys import key_map, with_real_ids
 from .rawdata import load_duckdb
 from .recompute import mismatches
 
@@ -32,8 +33,9 @@ MARTS = (
 
 
 def _read(settings: Settings) -> dict[str, pd.DataFrame]:
+    keys = key_map(settings)  # the marts' pseudonyms back to the scenario's ids
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return {name: con.sql(f"SELECT * FROM {name}").df() for name in MARTS}
+        return {name: with_real_ids(con.sql(f"SELECT * FROM {name}").df(), keys) for name in MARTS}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     first_summary = run_transform(settings)
     first = _read(settings)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        first_problems = mismatches(con)
+        first_problems = mismatches(con, key_map(settings))
     later, later_ids = scenario.next_day()
     load_duckdb(settings, later.events, batch_id="batch-2")
     second_summary = run_transform(settings)
     second = _read(settings)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        second_problems = mismatches(con)
+        second_problems = mismatches(con, key_map(settings))
     yield {
         "settings": settings,
         "ids": {**base_ids, **later_ids},

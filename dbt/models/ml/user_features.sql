@@ -65,7 +65,7 @@ destinations as (
 )
 
 select
-    s.user_id,
+    {{ user_key('s.user_id') }} as user_id,
     b.feature_cutoff,
     cast(s.sessions as bigint) as sessions,
     cast(s.searches as bigint) as searches,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Response
 
+from searchflow import pii
 from searchflow.api.deps import MartsDep, RedisDep, StateDep
 from searchflow.api.models import Problem, Recommendations, User
 from searchflow.errors import ServiceUnavailable
@@ -56,10 +57,15 @@ def _recommendations(key: str, value: str | None, ttl: int) -> Recommendations |
 async def user(user_id: UserId, state: StateDep, marts: MartsDep, redis: RedisDep) -> Response:
     # On the event loop: the served version's index is a dictionary lookup; only loading it (after
     # a publish) reads Parquet, and that goes to a worker thread.
-    if marts.users_ready():
-        version, row = marts.user(user_id)
-    else:
-        version, row = await anyio.to_thread.run_sync(marts.user, user_id)
+    # The marts key users by a pseudonym (docs/governance.md; marts built before pseudonyms by
+    # the id itself); the answer names the id it was asked for.
+    for lookup in (pii.served_user_key(state.settings, user_id), user_id):
+        if marts.users_ready():
+            version, row = marts.user(lookup)
+        else:
+            version, row = await anyio.to_thread.run_sync(marts.user, lookup)
+        if row is not None:
+            break
     key = f"{state.settings.reco_prefix}{user_id}"
 
     async def read(client: Any) -> tuple[str | None, int]:

@@ -73,7 +73,7 @@ destinations as (
 )
 
 select
-    s.user_id,
+    {{ user_key('s.user_id') }} as user_id,
     s.first_seen_at,
     s.last_seen_at,
     f.platform as first_platform,

@@ -1,8 +1,9 @@
 -- Abandoned-search emails: one row per known user's session that had searches, had no conversion by
 -- that user from the session's start until var('conversion_window_hours') after its end, and ended
 -- between var('trigger_min_hours') and var('trigger_max_hours') before the as-of time.
--- trigger_id = md5(user_id | session_key | 'abandoned_search'): the same session always gives the
--- same id, so the insert-only email queue never gets a second email for it.
+-- trigger_id = md5(user key | session_key | 'abandoned_search'): the same session always gives the
+-- same id, so the insert-only email queue never gets a second email for it. The user key is the
+-- pseudonym (macros/user_key.sql), so the id cannot be confirmed from a trigger id either.
 with int_search_sessions as (
     select * from {{ ref('int_search_sessions') }}
 ),
@@ -16,8 +17,8 @@ int_conversions as (
 )
 
 select
-    {{ dbt.hash("s.user_id || '|' || s.session_key || '|abandoned_search'") }} as trigger_id,
-    s.user_id,
+    {{ dbt.hash(user_key('s.user_id') ~ " || '|' || s.session_key || '|abandoned_search'") }} as trigger_id,
+    {{ user_key('s.user_id') }} as user_id,
     s.session_key as session_id,
     'abandoned_search' as trigger_type,
     s.last_searched_destination as destination,

@@ -98,7 +98,7 @@ ranked as (
 )
 
 select
-    r.user_id,
+    {{ user_key('r.user_id') }} as user_id,
     max(case when r.destination_rank = 1 then r.destination end) as destination_1,
     max(case when r.destination_rank = 2 then r.destination end) as destination_2,
     max(case when r.destination_rank = 3 then r.destination end) as destination_3,

@@ -33,8 +33,9 @@ recent as (
       and e.event_time > {{ dbt.dateadd('day', -1 * var('engagement_days'), 'a.as_of') }}
 ),
 
+-- Keyed by the pseudonym, as dim_users is (macros/user_key.sql).
 engagement as (
-    select user_id, sum(weight) as engagement_score
+    select {{ user_key('user_id') }} as user_id, sum(weight) as engagement_score
     from recent
     group by user_id
 ),
@@ -58,7 +59,9 @@ platform_ranks as (
 ),
 
 primary_platforms as (
-    select user_id, platform as primary_platform from platform_ranks where place = 1
+    select {{ user_key('user_id') }} as user_id, platform as primary_platform
+    from platform_ranks
+    where place = 1
 ),
 
 country_ranks as (
@@ -72,7 +75,9 @@ country_ranks as (
 ),
 
 primary_countries as (
-    select user_id, country as primary_country from country_ranks where place = 1
+    select {{ user_key('user_id') }} as user_id, country as primary_country
+    from country_ranks
+    where place = 1
 )
 
 select
