@@ -43,6 +43,20 @@ def _redis_drift(settings: Settings, batch: MartBatch) -> dict[str, Any]:
     }
 
 
+def _synced_by(name: str, version: str | None, pg_connect: PgConnect) -> str | None:
+    """The sync run that delivered ``version`` (every sync records its runs in Postgres)."""
+    from searchflow.sync import postgres_sync as pg
+    from searchflow.sync.postgres_ddl import ensure_crm_schema
+
+    if not version:
+        return None
+    with transaction(pg_connect, f"reconcile.{name}") as (con, cur):
+        ensure_crm_schema(cur)
+        run_id = pg.synced_by(cur, name, version)
+        con.rollback()
+    return run_id
+
+
 def _reconcile_once(settings: Settings, name: str, pg_connect: PgConnect) -> dict[str, Any]:
     started = time.perf_counter()
     batch = read_mart(settings, SPECS[name])
@@ -50,6 +64,9 @@ def _reconcile_once(settings: Settings, name: str, pg_connect: PgConnect) -> dic
         "sync": name,
         "destination": destination(settings, name),
         "mart_version": batch.version,
+        # None while the published version waits for its sync: a difference is then the
+        # chain on its way, not drift (the scheduled reconcile says "pending").
+        "synced_by": _synced_by(name, batch.version, pg_connect),
         "mart_rows": batch.read,
         "rejected": batch.rejects.num_rows,
     }

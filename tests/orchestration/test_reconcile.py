@@ -23,6 +23,7 @@ from flows.reconcile import (
     ReconcileDrift,
     drift_of,
     drifts,
+    pending,
     reconcile,
 )
 from searchflow.config import Settings
@@ -58,6 +59,19 @@ def test_what_counts_as_drift() -> None:
         [_result("user_segments"), _result("email_triggers", missing=1, missing_sample=["trg_9"])]
     )
     assert [d.sync for d in found] == ["email_triggers"]
+
+
+def test_a_version_waiting_for_its_sync_is_pending_not_drift() -> None:
+    waiting = {**_result("user_segments", different=40), "synced_by": None}
+    assert pending(waiting)
+    assert drift_of(waiting) is None
+    delivered = {**waiting, "synced_by": "run-1"}
+    assert not pending(delivered)
+    assert drift_of(delivered).different == 40
+    # before any publication there is no version to wait for: differences are drift
+    unversioned = {**waiting, "mart_version": None}
+    assert not pending(unversioned)
+    assert drift_of(unversioned).different == 40
 
 
 def test_events_name_the_destination_and_never_a_user_id() -> None:
