@@ -58,6 +58,10 @@ def ui_url(api_url: str) -> str:
 
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+# The local server's database; unset, Prefect's SQLite file under PREFECT_HOME. A PostgreSQL URL
+# (``postgresql+asyncpg://...``) takes concurrent writes (events, logs, trigger buckets, run
+# states) without SQLite's single write lock, which a busy chain waits on.
+DATABASE_ENV = "SEARCHFLOW_PREFECT_DATABASE_URL"
 
 
 def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -77,6 +81,9 @@ def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]
             "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
         }
     )
+    database_url = env.get(DATABASE_ENV)
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     return env
 
 
