@@ -1,4 +1,9 @@
-"""JSONL reader: ``<dir>/search/*.jsonl``, ``<dir>/click/*.jsonl``, ``<dir>/conversion/*.jsonl``.
+"""JSONL reader: ``<dir>/search/*.jsonl``, ``<dir>/click/*.jsonl``, ``<dir>/conversion/*.jsonl``,
+then the application's change records ``<dir>/users/*.jsonl`` and ``<dir>/bookings/*.jsonl``.
+
+The change records are read the same way (same files ledger, same chunks) after the events, in the
+same batch, and landed in ``raw.app_users`` / ``raw.app_bookings`` under the app extraction's
+rules (:mod:`searchflow.ingest.records`).
 
 Exactly once across re-runs, two ways at once:
 
@@ -34,7 +39,6 @@ chunk of their own.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +47,7 @@ from typing import Any
 
 import duckdb
 
-from searchflow.contract import GENERATION_BATCH_PREFIX
+from searchflow.contract import GENERATION_BATCH_PREFIX, RECORD_TYPES
 from searchflow.errors import UsageError
 from searchflow.ingest.chunks import INPUT, Chunk
 from searchflow.ingest.land import lit, utc_now
@@ -102,16 +106,53 @@ def find_files(root: Path) -> list[tuple[Path, str | None]]:
     return found
 
 
+def find_record_files(root: Path) -> list[tuple[Path, str | None]]:
+    """The application's change records under ``root``: ``users/*.jsonl``, ``bookings/*.jsonl``
+    (the JSONL sink writes them beside the events; see :mod:`searchflow.ingest.records`)."""
+    root = root.expanduser()
+    if not root.is_dir():
+        return []
+    return [
+        (p.resolve(), record_type)
+        for record_type in RECORD_TYPES
+        if (root / record_type).is_dir()
+        for p in sorted((root / record_type).glob("*.jsonl"))
+    ]
+
+
+SCAN_BLOCK = 16 << 20  # bytes read at a time looking for carriage returns and NULs
+
+
 def _scan(path: Path, size: int) -> tuple[bool, bool]:
-    """(ends with a newline, plain): a memchr for ``\\r`` and one for NUL, on a mapping."""
+    """(ends with a newline, plain): a memchr for ``\\r`` and one for NUL, a block at a time.
+
+    Not on a mapping of the whole file: the pages of a mapping count in the process's resident
+    memory, so a 3 GB file made a 3 GB peak RSS (10M events); one reused block keeps it at 16 MB.
+    """
     if size == 0:
         return True, True
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return m[size - 1] == 10, m.find(b"\r") < 0 and m.find(b"\0") < 0
+    block = bytearray(SCAN_BLOCK)
+    plain, left = True, size
+    with path.open("rb") as handle:
+        while plain and left > 0:
+            n = handle.readinto(memoryview(block)[: min(SCAN_BLOCK, left)])
+            if not n:
+                break
+            plain = block.find(b"\r", 0, n) < 0 and block.find(b"\0", 0, n) < 0
+            left -= n
+        handle.seek(size - 1)
+        return handle.read(1) == b"\n", plain
 
 
-def plan_files(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
-    """Files with something new: unseen, grown, or changed (size or mtime differ)."""
+def plan_files(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    found: list[tuple[Path, str | None]] | None = None,
+) -> list[InputFile]:
+    """Files with something new: unseen, grown, or changed (size or mtime differ).
+
+    ``found``: the files to look at (default: the event files, :func:`find_files`).
+    """
     known = {
         path: (size, mtime_ns, lines)
         for path, size, mtime_ns, lines in con.execute(
@@ -119,7 +160,7 @@ def plan_files(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
         ).fetchall()
     }
     todo: list[InputFile] = []
-    for path, stream in find_files(root):
+    for path, stream in find_files(root) if found is None else found:
         stat = path.stat()
         seen = known.get(str(path))
         if seen and seen[0] == stat.st_size and seen[1] == stat.st_mtime_ns:
@@ -334,14 +375,39 @@ def chunks(
     chunk_lines: int | None = None,
 ) -> Iterator[Chunk]:
     """The new lines of the files under ``root``, in chunks of at most ``chunk_lines`` staged
-    lines (default :data:`JSONL_READ_LINES`), each one landing transaction.
+    lines (default :data:`JSONL_READ_LINES`), each one landing transaction: the events first,
+    then the application's change records (``users/``, ``bookings/``), whose chunks are landed
+    by :func:`searchflow.ingest.records.land_record_lines` into ``raw.app_*``.
 
-    ``stats`` receives what the summary adds: ``files_found``, ``files_read``. ``folder``: where
-    the warehouse writes (named by a full disk's error).
+    ``stats`` receives what the summary adds: ``files_found``, ``files_read`` (events) and
+    ``record_files_found``, ``record_files_read``. ``folder``: where the warehouse writes (named
+    by a full disk's error).
     """
+    from searchflow.ingest.records import land_record_lines
+
     stats["files_found"] = len(find_files(root))
     files = plan_files(con, root)
     stats["files_read"] = len(files)
+    yield from _file_chunks(con, files, batch_id, folder=folder, chunk_lines=chunk_lines)
+    found = find_record_files(root)
+    stats["record_files_found"] = len(found)
+    records = plan_files(con, root, found)
+    stats["record_files_read"] = len(records)
+    yield from _file_chunks(
+        con, records, batch_id, folder=folder, chunk_lines=chunk_lines, land=land_record_lines
+    )
+
+
+def _file_chunks(
+    con: duckdb.DuckDBPyConnection,
+    files: list[InputFile],
+    batch_id: str,
+    *,
+    folder: Path,
+    chunk_lines: int | None,
+    land: Any = None,
+) -> Iterator[Chunk]:
+    """Stage ``files`` and yield their chunks (landed by ``land`` when given)."""
     if not files:
         return
     try:
@@ -372,6 +438,7 @@ def chunks(
                 size_bytes=share,
                 parents=frozenset(f.parent for f in files if f.parent and f.index in fresh),
                 bookkeeping=bookkeeping(batch_id, utc_now(), files),
+                land=land,
             )
     finally:
         drop_stage(con)
