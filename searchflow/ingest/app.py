@@ -105,6 +105,139 @@ def _spec_of(con: duckdb.DuckDBPyConnection, relation: str) -> RecordTable:
     return RECORDS["bookings" if "booking_id" in names else "users"]
 
 
+def outcome_table(spec: RecordTable) -> str:
+    """The temp table :func:`judge_records` fills for one record type."""
+    return f"_app_outcome_{spec.record_type}"
+
+
+def judge_records(
+    con: duckdb.DuckDBPyConnection,
+    spec: RecordTable,
+    relation: str,
+    source: str,
+    *,
+    lines: bool = False,
+) -> str:
+    """Classify one record type's rows into a temp table (before the landing transaction).
+
+    ``relation`` has the spec's columns. With ``lines`` (records read from text, the JSONL
+    sink's ``users/`` and ``bookings/`` folders) it also has ``ord``, ``source_ref``,
+    ``raw_text`` and ``problem`` (why a line could not be read as a record at all): the
+    dead letter keeps the line as it was, and points at its file and line. Otherwise (rows
+    read from the application database) the reference is ``key@updated_at`` and the text is
+    the row as JSON.
+
+    Each row's ``outcome``: ``suppressed`` (a forgotten user's, checked first so that not even a
+    dead letter keeps it), ``dead_letters`` (breaks the contract; ``duplicates`` when that dead
+    letter is already recorded or repeated in the chunk), ``duplicates`` (a ``(key,
+    updated_at)`` version already landed or earlier in the chunk), else ``landed``. Returns the
+    table's name (:func:`outcome_table`).
+    """
+    columns = ", ".join(spec.columns)
+    key = spec.key
+    rules = _reason_sql(spec.record_type)
+    if lines:
+        reason = f"CASE WHEN problem IS NOT NULL THEN problem ELSE {rules} END"
+        kind = "CASE WHEN problem IS NOT NULL THEN 'unparsable' ELSE 'invalid_record' END"
+        ref, text, order = "source_ref", "raw_text", "ORDER BY ord"
+        extra = ", ord"
+    else:
+        reason, kind = rules, "'invalid_record'"
+        ref = f"coalesce({key}, '') || '@' || coalesce(updated_at::VARCHAR, '')"
+        text, order = f"to_json(struct_pack({columns}))::VARCHAR", ""
+        extra = ""
+    judged = f"_app_judged_{spec.record_type}"
+    table = outcome_table(spec)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {judged} AS
+        SELECT *, md5({lit(source)} || source_ref || raw_text) AS dead_letter_id,
+               row_number() OVER (
+                   PARTITION BY reason IS NULL,
+                                CASE WHEN reason IS NULL
+                                     THEN {key} || '@' || updated_at::VARCHAR
+                                     ELSE md5({lit(source)} || source_ref || raw_text) END
+                   {order}) AS nth
+        FROM (SELECT {columns}, {reason} AS reason, {kind} AS dead_reason,
+                     {ref} AS source_ref, {text} AS raw_text{extra}
+              FROM {relation})
+        """
+    )
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT j.*,
+                   CASE WHEN {_suppressed_sql(con)} THEN 'suppressed'
+                        WHEN j.nth > 1 THEN 'duplicates'
+                        WHEN j.reason IS NOT NULL THEN
+                            CASE WHEN j.dead_letter_id IN
+                                 (SELECT dead_letter_id FROM raw.dead_letter_events)
+                                 THEN 'duplicates' ELSE 'dead_letters' END
+                        WHEN EXISTS (SELECT 1 FROM {spec.raw_table} r
+                                     WHERE r.{key} = j.{key} AND r.updated_at = j.updated_at)
+                            THEN 'duplicates'
+                        ELSE 'landed' END AS outcome
+            FROM {judged} j
+            """
+        )
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {judged}")
+    return table
+
+
+def land_judged(
+    con: duckdb.DuckDBPyConnection,
+    specs: Sequence[RecordTable],
+    source: str,
+    batch_id: str,
+    bookkeeping: Sequence[str] = (),
+    ingested_at: datetime | None = None,
+    in_transaction: Any = None,
+) -> dict[str, dict[str, int]]:
+    """Write what :func:`judge_records` decided for ``specs``, in one transaction with the
+    reader's ``bookkeeping`` and ``in_transaction`` (the batch's ledger row); drops the temp
+    tables. Counts per ``app_<type>``: read = landed + duplicates + dead_letters + suppressed.
+    """
+    stamp = lit(ingested_at or utc_now())
+    counts: dict[str, dict[str, int]] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for spec in specs:
+            table, bucket = outcome_table(spec), f"app_{spec.record_type}"
+            con.execute(
+                f"INSERT INTO {spec.raw_table} SELECT {', '.join(spec.columns)}, {lit(source)}, "
+                f"source_ref, {lit(batch_id)}, {stamp} FROM {table} WHERE outcome = 'landed'"
+            )
+            con.execute(
+                "INSERT INTO raw.dead_letter_events (dead_letter_id, raw_text, reason, detail, "
+                "event_type, source, source_ref, batch_id, ingested_at) "
+                f"SELECT dead_letter_id, raw_text, dead_reason, reason, {lit(bucket)}, "
+                f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp} "
+                f"FROM {table} WHERE outcome = 'dead_letters'"
+            )
+            mine = counts.setdefault(bucket, {"read": 0, **dict.fromkeys(OUTCOMES, 0)})
+            for outcome, n in con.execute(
+                f"SELECT outcome, count(*) FROM {table} GROUP BY outcome"
+            ).fetchall():
+                mine[outcome] += n
+                mine["read"] += n
+        for sql in bookkeeping:
+            con.execute(sql)
+        if in_transaction is not None:
+            in_transaction(con, counts)
+        con.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(con)
+        raise
+    finally:
+        for spec in specs:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
+    return counts
+
+
 def land_records(
     con: duckdb.DuckDBPyConnection,
     input_relation: str,
@@ -114,76 +247,16 @@ def land_records(
     ingested_at: datetime | None = None,
     in_transaction: Any = None,
 ) -> dict[str, dict[str, int]]:
-    """Land one chunk of source rows in one transaction (the chunk loop's ``land``).
-
-    Counts per ``app_<type>``: read = landed + duplicates (a version already landed, or repeated
-    in the chunk) + dead_letters (new ones; a dead letter seen before is a duplicate) + suppressed
-    (a forgotten user's row, checked first so that not even a dead letter keeps it).
-    """
+    """Land one chunk of source rows (one record type) in one transaction (the chunk loop's
+    ``land`` for the app source): :func:`judge_records`, then :func:`land_judged`."""
     spec = _spec_of(con, input_relation)
-    bucket = f"app_{spec.record_type}"
-    columns = ", ".join(spec.columns)
-    key = spec.key
-    stamp = lit(ingested_at or utc_now())
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _app_judged AS
-        SELECT {columns}, {_reason_sql(spec.record_type)} AS reason,
-               coalesce({key}, '') || '@' || coalesce(updated_at::VARCHAR, '') AS source_ref,
-               to_json(struct_pack({columns}))::VARCHAR AS raw_text,
-               row_number() OVER (PARTITION BY {key}, updated_at) AS nth
-        FROM {input_relation}
-        """
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _app_outcome AS
-        SELECT j.*, md5({lit(source)} || j.source_ref || j.raw_text) AS dead_letter_id,
-               CASE WHEN {_suppressed_sql(con)} THEN 'suppressed'
-                    WHEN j.reason IS NOT NULL THEN
-                        CASE WHEN md5({lit(source)} || j.source_ref || j.raw_text) IN
-                             (SELECT dead_letter_id FROM raw.dead_letter_events)
-                             OR j.nth > 1 THEN 'duplicates' ELSE 'dead_letters' END
-                    WHEN j.nth > 1 THEN 'duplicates'
-                    WHEN EXISTS (SELECT 1 FROM {spec.raw_table} r
-                                 WHERE r.{key} = j.{key} AND r.updated_at = j.updated_at)
-                        THEN 'duplicates'
-                    ELSE 'landed' END AS outcome
-        FROM _app_judged j
-        """
-    )
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"INSERT INTO {spec.raw_table} SELECT {columns}, {lit(source)}, source_ref, "
-            f"{lit(batch_id)}, {stamp} FROM _app_outcome WHERE outcome = 'landed'"
-        )
-        con.execute(
-            "INSERT INTO raw.dead_letter_events (dead_letter_id, raw_text, reason, detail, "
-            "event_type, source, source_ref, batch_id, ingested_at) "
-            f"SELECT dead_letter_id, raw_text, 'invalid_record', reason, {lit(bucket)}, "
-            f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp} "
-            "FROM _app_outcome WHERE outcome = 'dead_letters'"
-        )
-        for sql in bookkeeping:
-            con.execute(sql)
-        counts = {bucket: {"read": 0, **dict.fromkeys(OUTCOMES, 0)}}
-        for outcome, n in con.execute(
-            "SELECT outcome, count(*) FROM _app_outcome GROUP BY outcome"
-        ).fetchall():
-            counts[bucket][outcome] += n
-            counts[bucket]["read"] += n
-        if in_transaction is not None:
-            in_transaction(con, counts)
-        con.execute("COMMIT")
+        judge_records(con, spec, input_relation, source)
     except BaseException:
-        rollback_quietly(con)
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
         raise
-    finally:
-        for name in ("_app_judged", "_app_outcome"):
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {name}")
-    return counts
+    return land_judged(con, [spec], source, batch_id, bookkeeping, ingested_at, in_transaction)
 
 
 # --- the reader --------------------------------------------------------------------------------

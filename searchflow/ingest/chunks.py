@@ -38,6 +38,8 @@ class Chunk:
     bookkeeping: Sequence[str] = ()  # the reader's record of what it consumed
     ingested_at: datetime | None = None
     acknowledge: Callable[[], None] | None = None  # after the commit
+    # lands this chunk instead of land_chunks' ``land`` (the JSONL reader's change records)
+    land: Callable[..., dict[str, dict[str, int]]] | None = None
 
 
 @dataclass
@@ -74,7 +76,8 @@ def land_chunks(
 
     ``folder`` is where the warehouse writes, for the message of a full disk. ``land`` lands one
     chunk (:func:`~searchflow.ingest.land.land_chunk` for events; the application's records
-    have their own, :func:`searchflow.ingest.app.land_records`).
+    have their own, :func:`searchflow.ingest.app.land_records`); a chunk that names its own
+    ``land`` is landed by that one.
     """
     with contextlib.closing(chunks):  # a failure closes the reader, which drops its relation
         for chunk in chunks:
@@ -96,7 +99,7 @@ def land_chunks(
                 )
 
             try:
-                counts = land(
+                counts = (chunk.land or land)(
                     con,
                     INPUT,
                     landing.source,

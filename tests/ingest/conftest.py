@@ -31,3 +31,10 @@ def reconciles(summary: dict) -> bool:
         p["read"] == p["landed"] + p["duplicates"] + p["dead_letters"] + p.get("suppressed", 0)
         for p in parts
     )
+
+
+def event_totals(summary: dict) -> dict[str, int]:
+    """The summary's totals over the events alone: a JSONL batch also counts the application's
+    change records (``app_users``, ``app_bookings``) that the sink writes beside them."""
+    parts = [v for k, v in summary["per_type"].items() if not k.startswith("app_")]
+    return {key: sum(p[key] for p in parts) for key in parts[0]}
