@@ -13,11 +13,9 @@ from searchflow.ingest import run_ingestion
 def test_suppressed_users_do_not_come_back(settings: Settings, tmp_path) -> None:
     events = tmp_path / "events"
     write_batch(settings, build(config_from_options(events=300, users=20, seed=5)), "jsonl", events)
+    # the events and the users/ and bookings/ change records (ingested with them)
     lines = [
-        json.loads(x)
-        for p in sorted(events.rglob("*.jsonl"))
-        if p.parent.name in ("search", "click", "conversion")
-        for x in p.read_text().splitlines()
+        json.loads(x) for p in sorted(events.rglob("*.jsonl")) for x in p.read_text().splitlines()
     ]
     user = next(e["user_id"] for e in lines if e.get("user_id"))
     theirs = sum(1 for e in lines if e.get("user_id") == user)
@@ -40,6 +38,11 @@ def test_suppressed_users_do_not_come_back(settings: Settings, tmp_path) -> None
                 f"SELECT count(*) FROM raw.{table}_events "
                 "WHERE json_extract_string(payload, '$.user_id') = ?",
                 [user],
+            ).fetchone()[0]
+            assert found == 0
+        for table in ("app_users", "app_bookings"):
+            found = con.execute(
+                f"SELECT count(*) FROM raw.{table} WHERE user_id = ?", [user]
             ).fetchone()[0]
             assert found == 0
         dead = con.execute(
