@@ -1,4 +1,6 @@
-"""Redis Streams reader: ``events:search|click|conversion`` through a consumer group.
+"""Redis Streams reader: ``events:search|click|conversion`` through a consumer group, then the
+application's change records ``app:users`` and ``app:bookings`` (the Redis sink writes them beside
+the events), landed into ``raw.app_*`` by :func:`searchflow.ingest.records.land_record_lines`.
 
 Per stream, in this order, in chunks, until drained:
 
@@ -27,7 +29,14 @@ import duckdb
 
 from searchflow.arrays import prefer_jemalloc
 from searchflow.config import Settings
-from searchflow.contract import REDIS_READ_BATCH, STREAM_BATCH_FIELD, STREAM_FIELD, stream_name
+from searchflow.contract import (
+    RECORD_TYPES,
+    REDIS_READ_BATCH,
+    STREAM_BATCH_FIELD,
+    STREAM_FIELD,
+    record_stream_name,
+    stream_name,
+)
 from searchflow.errors import ServiceUnavailable
 from searchflow.ingest.chunks import INPUT, Chunk
 from searchflow.ingest.textlines import judge_bytes
@@ -153,9 +162,21 @@ def _phases(client, stream: str, group: str, consumer: str, count: int, idle_ms:
 
 
 def _stream_chunks(
-    con, client, event_type: str, group: str, consumer: str, count: int, idle_ms: int, stats
+    con,
+    client,
+    event_type: str,
+    group: str,
+    consumer: str,
+    count: int,
+    idle_ms: int,
+    stats,
+    *,
+    stream: str | None = None,
+    land: Any = None,
 ) -> Iterator[Chunk]:
-    stream = stream_name(event_type)
+    """One stream's chunks; ``event_type`` is the lines' ``stream`` label (a record type for
+    the change-record streams, whose chunks ``land`` lands)."""
+    stream = stream or stream_name(event_type)
     if not ensure_group(client, stream, group):
         return
     for phase, entries in _phases(client, stream, group, consumer, count, idle_ms):
@@ -166,6 +187,7 @@ def _stream_chunks(
                 size_bytes=size,
                 parents=parents,
                 acknowledge=lambda ids=ids: client.xack(stream, group, *ids),
+                land=land,
             )
         finally:
             con.unregister(INPUT)
@@ -182,7 +204,7 @@ def reader(
     chunk_size: int = REDIS_READ_BATCH,
     claim_idle_ms: int = CLAIM_IDLE_MS,
 ) -> Iterator[Reader]:
-    """The stream reader: ``chunks(con, stats)`` drains the three streams.
+    """The stream reader: ``chunks(con, stats)`` drains the event streams, then the record streams.
 
     ``stats`` receives what the summary adds (consumer, group, claimed, pending). A lost Redis is
     one clear line; committed chunks are kept, unacknowledged entries are re-read next time.
@@ -198,15 +220,30 @@ def reader(
     prefer_jemalloc()  # every chunk is staged through Arrow
 
     def chunks(con: duckdb.DuckDBPyConnection, stats: dict[str, Any]) -> Iterator[Chunk]:
+        from searchflow.ingest.records import land_record_lines
+
         stats.update(consumer=consumer, group=group, claimed=0)
         for event_type in EVENT_TYPES:
             yield from _stream_chunks(
                 con, client, event_type, group, consumer, chunk_size, claim_idle_ms, stats
             )
+        for record_type in RECORD_TYPES:
+            yield from _stream_chunks(
+                con,
+                client,
+                record_type,
+                group,
+                consumer,
+                chunk_size,
+                claim_idle_ms,
+                stats,
+                stream=record_stream_name(record_type),
+                land=land_record_lines,
+            )
+        streams = [stream_name(t) for t in EVENT_TYPES]
+        streams += [record_stream_name(t) for t in RECORD_TYPES]
         stats["pending"] = sum(
-            client.xpending(stream_name(t), group)["pending"]
-            for t in EVENT_TYPES
-            if client.exists(stream_name(t))
+            client.xpending(s, group)["pending"] for s in streams if client.exists(s)
         )
 
     try:

@@ -206,3 +206,24 @@ def _query_warehouse(settings, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+@pytest.mark.services
+def test_redis_record_streams_land_once(home, redis_url, query):
+    """The Redis sink's ``app:users`` / ``app:bookings`` streams land like the JSONL folders."""
+    from generator import GeneratorConfig, generate, write
+    from searchflow.config import Settings
+
+    settings = Settings(home=home, redis_url=redis_url)
+    batch = generate(GeneratorConfig(events=600, users=50, seed=7))
+    write(batch, "redis", settings)
+
+    summary = run_ingestion(settings, "redis", consumer="c1", chunk_size=97)
+
+    assert reconciles(summary) and summary["pending"] == 0
+    for record_type, n in batch.records.counts().items():
+        assert summary["per_type"][f"app_{record_type}"]["landed"] == n > 0
+    assert query("SELECT count(*) FROM raw.app_users") == [(batch.records.counts()["users"],)]
+    assert query("SELECT DISTINCT source FROM raw.app_bookings") == [("redis",)]
+    again = run_ingestion(settings, "redis", consumer="c1")
+    assert again["nothing_new"] and again["read"] == 0
