@@ -218,15 +218,18 @@ def _wait_recovered(api_url: str, home: Path, faulted: float) -> None:
 
 
 def _segments_equal_the_mart(settings: Settings) -> None:
+    from searchflow.pii import pii_key, pseudonym
     from searchflow.published import read_mart
 
     mart = read_mart(settings.home_path, "marketing.mart_user_segments").to_pylist()
+    # The mart keys users by pseudonym; the CRM keeps the application's id (docs/governance.md).
     expected = {(r["user_id"], r["segment"], r["total_searches"]) for r in mart}
     con = psycopg2.connect(settings.postgres_url)
     try:
         with con.cursor() as cur:
             cur.execute("SELECT user_id, segment, total_searches FROM crm.user_segments")
-            actual = set(cur.fetchall())
+            key = pii_key(settings)
+            actual = {(pseudonym(key, u), s, n) for u, s, n in cur.fetchall()}
     finally:
         con.close()
     assert expected and actual == expected
