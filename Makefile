@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.4"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	@# Bytecode for the installed packages, once: where PYTHONDONTWRITEBYTECODE is set nothing else
+	@# writes it, and every command, worker and flow run would compile Prefect, dbt and GX again.
+	@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	@touch $(STAMP)
 
 # Leaves the Prefect server, the worker and the dashboards running (a second run reuses them).
