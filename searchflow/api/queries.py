@@ -13,6 +13,7 @@ import duckdb
 
 from searchflow import ledger
 from searchflow.contract import SYNCS
+from searchflow.events import EVENT_TYPES
 
 # The dbt sources' freshness thresholds (dbt/models/staging/*sources.yml): warn, then error.
 FRESHNESS_WARN_SECONDS = 24 * 3600
@@ -23,8 +24,19 @@ DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 
 DESTINATIONS: dict[str, str] = {spec.name: spec.destination for spec in SYNCS}
 
-# An ingestion batch's landed events; discarded batches' rows are gone from the warehouse.
-_LANDED = "coalesce(try_cast(counts->>'landed' AS BIGINT), 0)"
+# An ingestion batch's landed events; discarded batches' rows are gone from the warehouse. A batch
+# lands the site's user and booking records beside its events (ingest: per_type app_users,
+# app_bookings), so its events are the sum over the event types; a summary without per_type
+# counts is all events.
+_LANDED = (
+    "CASE WHEN json_extract(counts, '$.per_type') IS NULL "
+    "THEN coalesce(try_cast(json_extract_string(counts, '$.landed') AS BIGINT), 0) ELSE "
+    + " + ".join(
+        f"coalesce(try_cast(json_extract_string(counts, '$.per_type.{kind}.landed') AS BIGINT), 0)"
+        for kind in EVENT_TYPES
+    )
+    + " END"
+)
 
 
 def utcnow() -> datetime:

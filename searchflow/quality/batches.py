@@ -153,6 +153,11 @@ def _read(settings: Settings) -> Any:
     return read
 
 
+def _share(dead: int, landed: int) -> float:
+    """Dead letters over the lines they and the landed rows came from (0 without any)."""
+    return dead / (landed + dead) if landed + dead else 0.0
+
+
 def _app_landed(con: Any, batch_id: str) -> dict[str, int]:
     """Rows an ``app`` batch landed per application table (none for an events batch)."""
     landed = {}
@@ -186,18 +191,23 @@ def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
     now = datetime.now(UTC).replace(tzinfo=None)  # raw event times are naive UTC
     with read_warehouse(settings) as con:
         rules, landed_by_type = checks.ingestion_rules(con, batch_id, now, _read(settings))
-        dead = con.execute(
-            "SELECT count(*) FROM raw.dead_letter_events WHERE batch_id = $batch", params
-        ).fetchone()[0]
+        dead, dead_records = con.execute(
+            "SELECT count(*) FILTER (WHERE NOT coalesce(starts_with(event_type, 'app_'), false)), "
+            "count(*) FILTER (WHERE starts_with(event_type, 'app_')) "
+            "FROM raw.dead_letter_events WHERE batch_id = $batch",
+            params,
+        ).fetchone()
         before = sum(
             con.execute(_LANDED_BEFORE.format(t=t), params).fetchone()[0] for t in EVENT_TYPES
         )
         app_landed = _app_landed(con, batch_id)
-    landed = sum(landed_by_type.values()) + sum(app_landed.values())
+    landed, records = sum(landed_by_type.values()), sum(app_landed.values())
     rules.figures.update(
-        landed=landed,
-        dead_letters=int(dead),
-        dead_letter_share=dead / (landed + dead) if landed + dead else 0.0,
+        landed=landed + records,
+        dead_letters=int(dead + dead_records),
+        # Events and the site's records each against their own lines: a batch's many profile
+        # records must not dilute its malformed events below the threshold.
+        dead_letter_share=max(_share(dead, landed), _share(dead_records, records)),
         ids_landed_before=int(before),
         # app batches: the source against the raw layer (ingest/app.py); event batches: 1
         source_accuracy=float(summary.get("source_accuracy", 1.0)),
@@ -212,7 +222,7 @@ def ingestion(settings: Settings, summary: Mapping[str, Any]) -> StageBatch:
             "max_seconds_ahead": settings.dq_future_seconds,
             "min_source_accuracy": settings.dq_min_source_accuracy,
         },
-        counts={**landed_by_type, "dead_letters": int(dead)},
+        counts={**landed_by_type, "dead_letters": int(dead + dead_records)},
         rules={"ingestion.batch": rules},
     )
 
