@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from deployments.background import pid_alive as _alive
 from deployments.worker import Worker, descendants
 
 # a "worker" that starts a "flow run" in its own session (as Prefect does), then waits
@@ -15,14 +16,6 @@ SCRIPT = (
     "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
     "time.sleep(300)\n"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_stop_reaches_runs_in_their_own_session(tmp_path: Path) -> None:

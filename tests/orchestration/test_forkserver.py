@@ -10,36 +10,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deployments import PROJECT_DIR
+from deployments.background import pid_alive as _alive
 from deployments.forkclient import SOCKET_ENV
 from deployments.forkserver import READY_LINE
 from deployments.forkworker import CLIENT
+from tests.orchestration.waiting import wait_for as _wait_for
 
 TARGET = "tests.orchestration.forkserver_target"
 RUN_ID = "00000000-0000-4000-8000-00000000f0f0"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

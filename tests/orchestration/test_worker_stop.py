@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from deployments.background import pid_alive as _alive
 from deployments.server import free_port
 from deployments.worker import descendants, flow_run_ids
+from tests.orchestration.waiting import wait_for as _wait_for
 
 RUN_ID = "00000000-0000-4000-8000-000000000001"
 # a "worker" that starts a "flow run" in a session of its own (as Prefect does), then waits
@@ -28,23 +29,6 @@ SUPERVISOR = (
     "from deployments.worker import supervise\n"
     f"sys.exit(supervise([sys.executable, '-c', {WORKER!r}], stop_seconds=5))\n"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_flow_run_ids_come_from_the_run_environment() -> None:
