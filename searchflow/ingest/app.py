@@ -110,6 +110,13 @@ def outcome_table(spec: RecordTable) -> str:
     return f"_app_outcome_{spec.record_type}"
 
 
+def drop_outcomes(con: duckdb.DuckDBPyConnection, specs: Sequence[RecordTable]) -> None:
+    """Drop the judged temp tables of ``specs`` (cleanup: a failure to drop is not the story)."""
+    for spec in specs:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
+
+
 def judge_records(
     con: duckdb.DuckDBPyConnection,
     spec: RecordTable,
@@ -232,9 +239,7 @@ def land_judged(
         rollback_quietly(con)
         raise
     finally:
-        for spec in specs:
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
+        drop_outcomes(con, specs)
     return counts
 
 
@@ -253,8 +258,7 @@ def land_records(
     try:
         judge_records(con, spec, input_relation, source)
     except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
+        drop_outcomes(con, [spec])
         raise
     return land_judged(con, [spec], source, batch_id, bookkeeping, ingested_at, in_transaction)
 

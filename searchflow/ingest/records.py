@@ -27,7 +27,13 @@ import pyarrow as pa
 
 from searchflow.appdb import RECORDS, RecordTable
 from searchflow.contract import RECORD_TYPES
-from searchflow.ingest.app import ensure_app_schema, judge_records, land_judged, outcome_table
+from searchflow.ingest.app import (
+    drop_outcomes,
+    ensure_app_schema,
+    judge_records,
+    land_judged,
+    outcome_table,
+)
 
 TYPED = "_ingest_records"  # one record type's lines, typed
 
@@ -98,9 +104,7 @@ def land_record_lines(
             )
         )
     except BaseException:
-        for spec in specs:
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {outcome_table(spec)}")
+        drop_outcomes(con, specs)
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
