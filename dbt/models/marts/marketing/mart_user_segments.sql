@@ -46,38 +46,15 @@ searches as (
     where user_id is not null
 ),
 
--- The value of most of the user's searches, ties to the alphabetically first (a ranked subquery
--- rather than QUALIFY, which PostgreSQL lacks).
-platform_ranks as (
-    select
-        user_id,
-        platform,
-        row_number() over (partition by user_id order by count(*) desc, platform) as place
-    from searches
-    where platform is not null
-    group by user_id, platform
-),
-
+-- The value of most of the user's searches, ties to the alphabetically first (macros/most_frequent).
 primary_platforms as (
     select {{ user_key('user_id') }} as user_id, platform as primary_platform
-    from platform_ranks
-    where place = 1
-),
-
-country_ranks as (
-    select
-        user_id,
-        country,
-        row_number() over (partition by user_id order by count(*) desc, country) as place
-    from searches
-    where country is not null
-    group by user_id, country
+    from ({{ most_frequent('searches', 'user_id', 'platform') }}) as top_platform
 ),
 
 primary_countries as (
     select {{ user_key('user_id') }} as user_id, country as primary_country
-    from country_ranks
-    where place = 1
+    from ({{ most_frequent('searches', 'user_id', 'country') }}) as top_country
 )
 
 select
