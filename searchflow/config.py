@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     warehouse: Path | None = Field(
         default=None, description="DuckDB file; defaults to $SEARCHFLOW_HOME/warehouse.duckdb."
     )
+    warehouse_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of a warehouse in PostgreSQL instead of the DuckDB file; wins "
+        "over SEARCHFLOW_WAREHOUSE (docs/architecture.md, the warehouse in PostgreSQL).",
+    )
     duckdb_memory_limit: str = Field(
         default="1GB",
         description="DuckDB's memory_limit for every warehouse connection and dbt; beyond it DuckDB "
@@ -130,7 +135,14 @@ class Settings(BaseSettings):
         description="Slack-compatible webhook the Prefect alerts post to; unset creates no alerts.",
     )
 
-    @field_validator("postgres_url", "redis_url", "source_url", "alert_webhook_url", mode="before")
+    @field_validator(
+        "postgres_url",
+        "redis_url",
+        "source_url",
+        "alert_webhook_url",
+        "warehouse_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -144,6 +156,32 @@ class Settings(BaseSettings):
     def cors_origins(self) -> list[str]:
         """``api_cors_origins`` as a list (empty: no cross-origin browser calls)."""
         return [o.strip() for o in self.api_cors_origins.split(",") if o.strip()]
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _postgres_warehouse(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "SEARCHFLOW_WAREHOUSE_URL must be a postgresql:// URL (unset it for the DuckDB file)"
+            )
+        return value
+
+    @property
+    def warehouse_on_postgres(self) -> bool:
+        """Whether the warehouse lives in PostgreSQL (``warehouse_url``) rather than a DuckDB file."""
+        return self.warehouse_url is not None
+
+    @property
+    def warehouse_name(self) -> str:
+        """The warehouse as messages name it: the file, or the database without its password."""
+        if self.warehouse_url is None:
+            return str(self.warehouse_path)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.warehouse_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql://{host}{port}{parts.path}"
 
     @property
     def warehouse_path(self) -> Path:
@@ -202,6 +240,8 @@ class Settings(BaseSettings):
         }
         if self.postgres_url:
             env["SEARCHFLOW_POSTGRES_URL"] = self.postgres_url
+        if self.warehouse_url:
+            env["SEARCHFLOW_WAREHOUSE_URL"] = self.warehouse_url
         if self.redis_url:
             env["SEARCHFLOW_REDIS_URL"] = self.redis_url
         return env

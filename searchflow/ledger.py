@@ -7,7 +7,10 @@ dbt reads only rows of published ingestion batches, so this table is what holds 
 only runs. ``ops.publish_log`` records each mart publication; its latest row is the served version.
 
 Everything here is plain SQL on an open DuckDB connection: no Prefect, no settings, so the gated
-functions, the command line and a plain ``dbt build`` (through the raw layer's DDL) share it.
+functions, the command line and a plain ``dbt build`` (through the raw layer's DDL) share it. The
+SQL stays within what DuckDB's PostgreSQL extension can write to an attached PostgreSQL warehouse
+(no ``ON CONFLICT ... DO UPDATE``, no ``RETURNING`` on updates, no list-valued defaults): an upsert
+reads the row first and then inserts or updates it, in the caller's connection.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ _DDL: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS {BATCHES} (
         batch_id      VARCHAR PRIMARY KEY,
         stage         VARCHAR NOT NULL,   -- generation | ingestion | transformation | sync
-        parents       VARCHAR[] NOT NULL DEFAULT [],
+        parents       VARCHAR[] NOT NULL,
         state         VARCHAR NOT NULL,   -- landed | published | held | discarded
         source        VARCHAR,            -- ingestion: source; generation: sink; sync: sync name
         counts        JSON,               -- the stage summary's numbers
@@ -55,7 +58,7 @@ _DDL: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS {PUBLISH_LOG} (
         version       VARCHAR PRIMARY KEY,
         published_at  TIMESTAMP NOT NULL,  -- UTC
-        parents       VARCHAR[] NOT NULL DEFAULT [],
+        parents       VARCHAR[] NOT NULL,
         schemas       JSON,                -- schema -> candidate schema of this version
         forced        BOOLEAN NOT NULL DEFAULT false
     )
@@ -107,29 +110,37 @@ def record(
     _check("stage", stage, STAGES)
     _check("state", state, STATES)
     now = _now()
+    counted = _json(dict(counts) if counts is not None else None)
+    known = con.execute(f"SELECT parents FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone()
+    if known is None:
+        con.execute(
+            f"""
+            INSERT INTO {BATCHES} (batch_id, stage, parents, state, source, counts, flow_run_id,
+                                   created_at, updated_at)
+            VALUES (?, ?, ?::VARCHAR[], ?, ?, ?::JSON, ?, ?, ?)
+            """,
+            [batch_id, stage, sorted(set(parents)), state, source, counted, flow_run_id, now, now],
+        )
+        return
     con.execute(
         f"""
-        INSERT INTO {BATCHES} (batch_id, stage, parents, state, source, counts, flow_run_id,
-                               created_at, updated_at)
-        VALUES (?, ?, ?::VARCHAR[], ?, ?, ?::JSON, ?, ?, ?)
-        ON CONFLICT (batch_id) DO UPDATE SET
-            parents = list_sort(list_distinct(list_concat(batches.parents, excluded.parents))),
-            state = excluded.state,
-            source = coalesce(excluded.source, batches.source),
-            counts = coalesce(excluded.counts, batches.counts),
-            flow_run_id = coalesce(excluded.flow_run_id, batches.flow_run_id),
-            updated_at = excluded.updated_at
+        UPDATE {BATCHES} SET
+            parents = ?::VARCHAR[],
+            state = ?,
+            source = coalesce(?, source),
+            counts = coalesce(?::JSON, counts),
+            flow_run_id = coalesce(?, flow_run_id),
+            updated_at = ?
+        WHERE batch_id = ?
         """,
         [
-            batch_id,
-            stage,
-            sorted(set(parents)),
+            sorted({*(known[0] or ()), *parents}),
             state,
             source,
-            _json(dict(counts) if counts is not None else None),
+            counted,
             flow_run_id,
             now,
-            now,
+            batch_id,
         ],
     )
 
@@ -152,7 +163,9 @@ def judge(
     verdict = "forced" if forced else outcome
     publishing = verdict in _PUBLISHING
     now = _now()
-    row = con.execute(
+    if get(con, batch_id) is None:
+        raise _unknown(batch_id)
+    con.execute(
         f"""
         UPDATE {BATCHES} SET
             gate_outcome = ?,
@@ -162,7 +175,6 @@ def judge(
             published_at = CASE WHEN ? THEN ? ELSE published_at END,
             updated_at = ?
         WHERE batch_id = ?
-        RETURNING batch_id
         """,
         [
             verdict,
@@ -174,24 +186,20 @@ def judge(
             now,
             batch_id,
         ],
-    ).fetchone()
-    if row is None:
-        raise _unknown(batch_id)
+    )
     return get(con, batch_id) or {}
 
 
 def discard(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, Any]:
     """Mark a batch discarded; deleting its rows is the caller's job. Returns the updated row."""
     now = _now()
-    row = con.execute(
-        f"""
-        UPDATE {BATCHES} SET state = 'discarded', discarded_at = ?, updated_at = ?
-        WHERE batch_id = ? RETURNING batch_id
-        """,
-        [now, now, batch_id],
-    ).fetchone()
-    if row is None:
+    if get(con, batch_id) is None:
         raise _unknown(batch_id)
+    con.execute(
+        f"UPDATE {BATCHES} SET state = 'discarded', discarded_at = ?, updated_at = ? "
+        "WHERE batch_id = ?",
+        [now, now, batch_id],
+    )
     return get(con, batch_id) or {}
 
 

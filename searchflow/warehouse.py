@@ -1,8 +1,14 @@
-"""The DuckDB warehouse: connecting to it and the raw layer's DDL.
+"""The warehouse: connecting to it and the raw layer's DDL.
 
 DuckDB allows one writer process per file, and while a process holds it read-write no other process
 can open it at all. Connections here are therefore short-lived, and a lock conflict becomes one
 clear line instead of an IOException traceback.
+
+With ``SEARCHFLOW_WAREHOUSE_URL`` set the warehouse is a PostgreSQL database instead: a connection
+is then an in-memory DuckDB that attaches it through DuckDB's PostgreSQL extension
+(:mod:`searchflow.compat.duckdb_postgres`) as catalog :data:`POSTGRES_CATALOG` and uses it as the
+default, so the stages keep their SQL and no DuckDB file is written. :func:`on_postgres` tells the
+few places that must differ.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from pathlib import Path
 
 import duckdb
 
+from searchflow.compat import duckdb_postgres
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.events import EVENT_TYPES
 from searchflow.ledger import ensure_ledger
 
 RAW_SCHEMA = "raw"
+# The catalog name a PostgreSQL warehouse is attached under (what current_database() returns).
+POSTGRES_CATALOG = "warehouse"
 # A new warehouse file is written in this DuckDB's newest storage format (DuckDB defaults to the
 # v1.0 one for old readers): it stores the payloads with ZSTD and the other strings with
 # DICT_FSST: a much smaller file, and less to write when landing (figures: docs/architecture.md).
@@ -100,6 +109,8 @@ def connect(
     None). It is an ATTACH option, so such a connection attaches the file to an in-memory one
     under the file's own name (what a plain connect calls it) and makes it the default.
     """
+    if settings.warehouse_url is not None:
+        return _connect_postgres(settings, read_only)
     path = settings.warehouse_path
     if read_only and not path.exists():
         raise SearchflowError(
@@ -130,6 +141,34 @@ def connect(
         if "lock" in str(exc).lower():
             raise lock_error(path, exc) from None
         raise SearchflowError(f"cannot open the warehouse {path}: {exc}") from None
+
+
+def _connect_postgres(settings: Settings, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the PostgreSQL warehouse attached and in use (see the docstring)."""
+    assert settings.warehouse_url is not None
+    settings.ensure_home()
+    con = duckdb.connect(config=settings.duckdb_config())
+    try:
+        duckdb_postgres.attach(con, settings.warehouse_url, POSTGRES_CATALOG, read_only=read_only)
+    except duckdb.Error as exc:
+        con.close()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SearchflowError(
+            f"cannot open the warehouse {settings.warehouse_name}: {first}; "
+            "check SEARCHFLOW_WAREHOUSE_URL and that the database exists"
+        ) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def on_postgres(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con``'s default database is an attached PostgreSQL warehouse."""
+    row = con.execute(
+        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return bool(row) and str(row[0]).lower() == "postgres"
 
 
 @contextmanager
