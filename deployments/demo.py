@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from deployments import DEFAULT_POOL, PROJECT_DIR
 from deployments.follow import Chain, StageRun
@@ -143,16 +144,12 @@ def choose_generation(
 
 def with_database(url: str, database: str) -> str:
     """``url`` pointing at ``database`` instead of the one it names."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def create_database_hint(url: str, database: str) -> str:
     """What an administrator runs so the demo's role gets its database."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     role = parts.username or os.environ.get("USER", "")
     host = f"-h {parts.hostname} -p {parts.port or 5432} " if parts.hostname else ""
@@ -214,6 +211,51 @@ def resolve_demo_services(settings: Settings) -> tuple[Settings, dict[str, Any]]
         "redis_origin": urls.redis_origin,
     }
     return pinned, note
+
+
+# The demo's Prefect server keeps its tables in a database of its own beside the demo's CRM
+# database on the same PostgreSQL: ``<that database>_prefect``.
+PREFECT_DATABASE_SUFFIX = "_prefect"
+# Prefect's PostgreSQL schema indexes names with trigram indexes (its migrations create it).
+PREFECT_EXTENSION = "pg_trgm"
+
+
+def prefect_database(postgres_url: str, origin: str) -> tuple[str | None, str]:
+    """(asyncpg URL of the demo's Prefect database, or None for SQLite; why, for the report).
+
+    PostgreSQL takes the chain's concurrent writes (events, trigger buckets, run states, logs)
+    without SQLite's one write lock, which is most of a hop on SQLite. It is used only where it
+    outlives the demo: the embedded PostgreSQL stops with the demo process, while the server stays
+    up for later demos. A role that may not create the database, or a server without Prefect's
+    trigram extension, leaves the demo on SQLite and says why.
+    """
+    import psycopg2
+
+    from deployments.server import DATABASE_ENV
+    from searchflow.services import asyncpg_url, mask_url
+
+    if origin == "embedded":
+        return None, "the embedded PostgreSQL stops when the demo does; the server outlives it"
+    base = urlsplit(postgres_url).path.lstrip("/") or "searchflow"
+    name = f"{base}{PREFECT_DATABASE_SUFFIX}"
+    try:
+        url, _created = demo_database(postgres_url, name)
+        con = psycopg2.connect(url, connect_timeout=10)
+        try:
+            con.autocommit = True
+            with con.cursor() as cur:
+                cur.execute(f"CREATE EXTENSION IF NOT EXISTS {PREFECT_EXTENSION}")
+        finally:
+            con.close()
+    except UsageError:
+        return None, (
+            f"the role may not create the database {name}: "
+            f"{create_database_hint(postgres_url, name)}, or set {DATABASE_ENV}"
+        )
+    except psycopg2.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return None, f"{mask_url(with_database(postgres_url, name))}: {reason}"
+    return asyncpg_url(url), f"database {name} on the demo's PostgreSQL"
 
 
 @dataclass
@@ -364,28 +406,61 @@ def pin_postgres_block(api_url: str, settings: Settings) -> None:
         )
 
 
-def background_server(home: Path, progress: Callable[[str], None]) -> Any:
+def start_demo_server(
+    home: Path, database: Callable[[], str | None], progress: Callable[[str], None]
+) -> Any:
+    """A new local server under ``home`` on the database ``database()`` chooses (None: SQLite).
+
+    Should it not come up on the demo's PostgreSQL, it is started on SQLite instead, and the
+    report says why; a database the user chose is never swapped for another.
+    """
+    from deployments.server import SQLITE, start_server
+
+    url = database()
+    try:
+        return start_server(home, database_url=url)
+    except SearchflowError as exc:
+        if url is None:
+            raise
+        progress(f"the Prefect server did not start on PostgreSQL ({exc}); starting it on SQLite")
+        return start_server(home, database_url=SQLITE)
+
+
+def background_server(
+    home: Path,
+    progress: Callable[[str], None],
+    database: Callable[[], str | None] = lambda: None,
+) -> Any:
     """The Prefect server to use, left running: the configured API (never recorded, not ours to
-    stop), else the one an earlier demo left that still answers, else a new one, recorded."""
+    stop), else the one an earlier demo left that still answers (whatever its database: a running
+    server is never restarted behind the user's back, the report says which database it uses),
+    else a new one on ``database()``, recorded."""
     from deployments import background
     from deployments.server import (
         PrefectServer,
         api_healthy,
         configured_api_url,
         find_or_start_server,
+        process_database,
     )
 
     if configured_api_url():
         return find_or_start_server(home / "prefect")
     kept = background.reusable(home, "server", lambda e: api_healthy(e.get("api_url", "")))
     if kept:
-        progress(f"reusing the Prefect server left running (pid {kept['pid']})")
-        return PrefectServer(api_url=kept["api_url"])
+        used = kept.get("database") or process_database(int(kept["pid"])) or "unknown"
+        progress(f"reusing the Prefect server left running (pid {kept['pid']}, database {used})")
+        if used.startswith("SQLite"):
+            progress(
+                "  it runs on SQLite, where trigger hops wait on the write lock; `searchflow stop` "
+                "and run the demo again to start it on the demo's PostgreSQL"
+            )
+        return PrefectServer(api_url=kept["api_url"], database=used)
     stale = background.load(home).get("server")
     if stale:  # recorded but dead or deaf: end what is left of it before starting another
         background.stop_group(int(stale.get("pid", 0)))
         background.forget(home, "server")
-    server = find_or_start_server(home / "prefect")
+    server = start_demo_server(home / "prefect", database, progress)
     background.record(
         home,
         "server",
@@ -393,6 +468,7 @@ def background_server(home: Path, progress: Callable[[str], None]) -> Any:
         api_url=server.api_url,
         url=server.ui_url,
         log=str(server.log_path),
+        database=server.database,
     )
     server.process = None  # left running: ``searchflow stop`` ends it by its recorded pid
     return server
@@ -534,7 +610,7 @@ def run_demo(
     gate stop the chain)."""
     from deployments.follow import follow
     from deployments.prepare import prepare
-    from deployments.server import find_or_start_server
+    from deployments.server import configured_api_url, configured_database, find_or_start_server
     from deployments.worker import start_worker
 
     pool = pool or DEFAULT_POOL
@@ -549,12 +625,29 @@ def run_demo(
     planned = choose_batches(home, events, users, seed, batches=batches)
     running = keep if keep is not None else Running()
     dashboards = ""
+
+    def database() -> str | None:
+        """The new server's database: the user's choice, else the demo's PostgreSQL."""
+        if configured_database():
+            services["prefect_database_why"] = "configured"
+            return None
+        url, why = prefect_database(pinned.postgres_url or "", services["postgres_origin"])
+        services["prefect_database_why"] = why
+        progress(f"the Prefect server's database: {why}")
+        return url
+
     try:
         progress("finding or starting a Prefect server")
         if once:
-            running.server = server = find_or_start_server(home / "prefect")
+            running.server = server = (
+                find_or_start_server(home / "prefect")
+                if configured_api_url()
+                else start_demo_server(home / "prefect", database, progress)
+            )
         else:
-            server = background_server(home, progress)
+            server = background_server(home, progress, database)
+        services["prefect_database"] = server.database or "unknown: a server of PREFECT_API_URL"
+        progress(f"Prefect: {server.api_url}, database {services['prefect_database']}")
         progress(f"preparing {server.api_url}: pool {pool}, warehouse limit, deployments")
         prepared = prepare(server.api_url, pool)
         if prepared.pool_type != "process":

@@ -58,14 +58,61 @@ def ui_url(api_url: str) -> str:
 
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
-# The local server's database; unset, Prefect's SQLite file under PREFECT_HOME. A PostgreSQL URL
+# The local server's database, chosen by the user; it wins over the demo's choice. A PostgreSQL URL
 # (``postgresql+asyncpg://...``) takes concurrent writes (events, logs, trigger buckets, run
-# states) without SQLite's single write lock, which a busy chain waits on.
+# states) without SQLite's single write lock, which a busy chain waits on; ``sqlite`` keeps
+# Prefect's SQLite file under PREFECT_HOME.
 DATABASE_ENV = "SEARCHFLOW_PREFECT_DATABASE_URL"
+SQLITE = "sqlite"
+# Prefect's own names for the server's database URL, in the order Prefect reads them.
+PREFECT_DATABASE_SETTINGS = (
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+)
 
 
-def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a local server: its own PREFECT_HOME, no analytics, no inherited API URL."""
+def configured_database(env: dict[str, str] | None = None) -> str | None:
+    """The database the user chose for a local server: ``SEARCHFLOW_PREFECT_DATABASE_URL``, else
+    Prefect's own setting; None when nobody chose (the caller may then pick one)."""
+    env = dict(os.environ if env is None else env)
+    for name in (DATABASE_ENV, *PREFECT_DATABASE_SETTINGS):
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def describe_database(env: dict[str, str]) -> str:
+    """Which database a server started with ``env`` uses, for messages (password masked)."""
+    from searchflow.services import mask_url
+
+    for name in PREFECT_DATABASE_SETTINGS:
+        if env.get(name):
+            url = env[name]
+            return f"SQLite {url}" if url.startswith("sqlite") else f"PostgreSQL {mask_url(url)}"
+    return f"SQLite {Path(env.get('PREFECT_HOME', '~/.prefect')) / 'prefect.db'}"
+
+
+def process_database(pid: int) -> str | None:
+    """Which database the running server ``pid`` uses, read from its environment (Linux's
+    ``/proc``); None when that cannot be read. For servers recorded before the record said."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    env = dict(
+        item.partition("=")[::2] for item in raw.decode(errors="replace").split("\0") if item
+    )
+    return describe_database(env) if "PREFECT_HOME" in env else None
+
+
+def server_env(
+    home: Path, base: dict[str, str] | None = None, database_url: str | None = None
+) -> dict[str, str]:
+    """Environment for a local server: its own PREFECT_HOME, no analytics, no inherited API URL.
+
+    The database is the user's choice (:func:`configured_database`) when there is one, else
+    ``database_url`` (the demo's PostgreSQL), else Prefect's SQLite file under ``home``.
+    """
     env = dict(os.environ if base is None else base)
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_API_KEY", None)
@@ -81,9 +128,11 @@ def server_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]
             "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
         }
     )
-    database_url = env.get(DATABASE_ENV)
-    if database_url:
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    chosen = configured_database(env) or database_url
+    for name in PREFECT_DATABASE_SETTINGS:
+        env.pop(name, None)
+    if chosen and chosen != SQLITE:
+        env[PREFECT_DATABASE_SETTINGS[0]] = chosen
     return env
 
 
@@ -95,6 +144,8 @@ class PrefectServer:
     process: subprocess.Popen | None = None
     home: Path | None = None
     log_path: Path | None = None
+    # which database the server uses, when known (a server started here, or recorded by a demo)
+    database: str | None = None
     started_here: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,11 +217,13 @@ def start_server(
     host: str = "127.0.0.1",
     ui: bool = True,
     timeout: float = DEFAULT_START_TIMEOUT,
+    database_url: str | None = None,
 ) -> PrefectServer:
-    """Start ``prefect server start`` on a free port under ``home`` and wait until it is healthy."""
+    """Start ``prefect server start`` on a free port under ``home`` and wait until it is healthy
+    (on ``database_url`` unless the user chose a database: :func:`server_env`)."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    env = server_env(home)
+    env = server_env(home, database_url=database_url)
     env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
     log_path = home / "server.log"
     api_url = f"http://{host}:{port}/api"
@@ -183,7 +236,13 @@ def start_server(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = PrefectServer(api_url=api_url, process=process, home=home, log_path=log_path)
+    server = PrefectServer(
+        api_url=api_url,
+        process=process,
+        home=home,
+        log_path=log_path,
+        database=describe_database(env),
+    )
     try:
         wait_healthy(api_url, timeout, process, log_path)
     except BaseException:
@@ -203,7 +262,9 @@ def configured_api_url() -> str | None:
 
 
 def find_or_start_server(
-    home: Path, ui: bool = True, timeout: float = DEFAULT_START_TIMEOUT
+    home: Path,
+    ui: bool = True,
+    timeout: float = DEFAULT_START_TIMEOUT,
 ) -> PrefectServer:
     """The configured API when there is one (it must answer), else a local server under ``home``."""
     api_url = configured_api_url()

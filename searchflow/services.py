@@ -59,6 +59,15 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host_port}"))
 
 
+def asyncpg_url(url: str) -> str:
+    """The PostgreSQL ``url`` for SQLAlchemy's asyncpg driver, which the Prefect server needs
+    (``postgresql+asyncpg://``; the same user, password, host and database)."""
+    parts = urlsplit(url)
+    if parts.scheme.partition("+")[0] not in ("postgresql", "postgres"):
+        raise UsageError(f"{mask_url(url)} is not a PostgreSQL URL")
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
 def check_url(url: str, setting: str) -> None:
     """A configured URL whose port is not a number is a usage error naming the setting."""
     try:

@@ -30,7 +30,10 @@ def _human(summary: Mapping[str, Any]) -> str:
         out.append("the table shows the last batch's chain")
     services = summary.get("services") or {}
     if services:
-        out.append(f"Postgres: {services['postgres']}   Redis: {services['redis']}\n")
+        out.append(f"Postgres: {services['postgres']}   Redis: {services['redis']}")
+        if services.get("prefect_database"):
+            out.append(f"Prefect server's database: {services['prefect_database']}")
+        out.append("")
     out.append(format_rows(summary["runs"]))
     if summary["outcome"] == "completed":
         out.append("\nevery stage completed; the downstream runs were started by their triggers")
