@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from searchflow.compat import duckdb_postgres
 from searchflow.contract import STAGES
 from searchflow.errors import SearchflowError
 
@@ -86,9 +87,15 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``ops.batches`` and ``ops.publish_log`` if missing (idempotent)."""
+    """Create ``ops.batches`` and ``ops.publish_log`` if missing (idempotent).
+
+    In a PostgreSQL warehouse the JSON columns are text: DuckDB's extension updates a row through
+    a staging table of VARCHAR columns, which PostgreSQL refuses to assign to ``json``. The values
+    are the same JSON text either way (:func:`_rows` decodes both).
+    """
+    postgres = duckdb_postgres.in_use(con)
     for statement in _DDL:
-        con.execute(statement)
+        con.execute(statement.replace(" JSON,", " VARCHAR,") if postgres else statement)
 
 
 def record(

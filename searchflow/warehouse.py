@@ -165,10 +165,40 @@ def _connect_postgres(settings: Settings, read_only: bool) -> duckdb.DuckDBPyCon
 
 def on_postgres(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``con``'s default database is an attached PostgreSQL warehouse."""
-    row = con.execute(
-        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    return bool(row) and str(row[0]).lower() == "postgres"
+    return duckdb_postgres.in_use(con)
+
+
+def native(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Run ``statement`` in the PostgreSQL warehouse itself, in PostgreSQL's own SQL, within the
+    connection's transaction; DuckDB's cached view of the catalog is refreshed after it.
+
+    For what the extension cannot say through DuckDB: copies that keep PostgreSQL's column types
+    exactly (dbt-postgres compares them on an incremental model), views read back, dropped and
+    recreated as PostgreSQL sees them.
+    """
+    con.execute(f"CALL postgres_execute('{POSTGRES_CATALOG}', '{_literal(statement)}')")
+    con.execute("CALL pg_clear_cache()")
+
+
+def native_rows(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple[object, ...]]:
+    """The rows of ``query`` run in the PostgreSQL warehouse itself (PostgreSQL's own SQL)."""
+    return con.execute(
+        f"SELECT * FROM postgres_query('{POSTGRES_CATALOG}', '{_literal(query)}')"
+    ).fetchall()
+
+
+def copy_table(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
+    """``CREATE TABLE target AS SELECT * FROM source`` (quoted names); in a PostgreSQL warehouse
+    run there, so the copy keeps the source's column types."""
+    statement = f"CREATE TABLE {target} AS SELECT * FROM {source}"
+    if on_postgres(con):
+        native(con, statement)
+    else:
+        con.execute(statement)
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
 
 
 @contextmanager

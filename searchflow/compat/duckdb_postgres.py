@@ -58,3 +58,11 @@ def attach(con: duckdb.DuckDBPyConnection, url: str, name: str, *, read_only: bo
 
 def _literal(text: str) -> str:
     return text.replace("'", "''")
+
+
+def in_use(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con``'s default database is an attached PostgreSQL database."""
+    row = con.execute(
+        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return bool(row) and str(row[0]).lower() == "postgres"

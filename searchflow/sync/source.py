@@ -1,7 +1,8 @@
 """Reading a mart for a sync: briefly, read-only, into Arrow, with rejects split off.
 
 DuckDB lets one process hold the warehouse file read-write, and while it does no other process can
-open it at all. A sync therefore opens the file read-only, runs one query per mart, fetches the
+open it at all (a warehouse in PostgreSQL, ``SEARCHFLOW_WAREHOUSE_URL``, is read through
+:func:`searchflow.warehouse.connect` instead, in one read-only transaction too). A sync therefore opens the file read-only, runs one query per mart, fetches the
 result as Arrow and closes the file before it talks to any destination: the warehouse is held for
 the time of a columnar scan, never for the time of a network write.
 
@@ -24,11 +25,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from searchflow import restricted
+from searchflow import restricted, warehouse
 from searchflow.arrays import prefer_jemalloc
 from searchflow.config import Settings
 from searchflow.errors import SearchflowError
 from searchflow.warehouse import lock_error
+
+# The contacts in a PostgreSQL warehouse: dbt's postgres target builds pii_user_contacts there.
+POSTGRES_CONTACTS = "pii.user_contacts"
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def missing_mart_error(mart: str) -> SearchflowError:
     )
 
 
-def addressed_relation(mart: str, contacts: bool) -> str:
+def addressed_relation(mart: str, contacts: bool, store: str = restricted.CONTACTS) -> str:
     """The email sync's rows: the mart's triggers of users whose marketing consent is given both
     at the mart's as-of time and in their current profile, each with the user's current address.
 
@@ -71,17 +75,18 @@ def addressed_relation(mart: str, contacts: bool) -> str:
     (:data:`searchflow.restricted.CONTACTS`); the mart itself carries none. A user the store does
     not know, or without a version valid at the as-of time, gets no email: consent is never
     assumed. Without the store (no transform since the first app ingest) no row qualifies.
+    ``store``: the contacts relation (in a PostgreSQL warehouse, :data:`POSTGRES_CONTACTS`).
     """
     if not contacts:
         return f"(SELECT m.*, CAST(NULL AS VARCHAR) AS email FROM {mart} AS m WHERE false)"
     return f"""(
         SELECT m.*, now_c.email
         FROM {mart} AS m
-        JOIN {restricted.CONTACTS} AS then_c
+        JOIN {store} AS then_c
           ON then_c.user_id = m.user_id
          AND then_c.valid_from <= m.as_of
          AND (then_c.valid_to IS NULL OR then_c.valid_to > m.as_of)
-        JOIN {restricted.CONTACTS} AS now_c
+        JOIN {store} AS now_c
           ON now_c.user_id = m.user_id AND now_c.valid_to IS NULL
         WHERE then_c.marketing_consent IS TRUE AND now_c.marketing_consent IS TRUE
     )"""
@@ -100,11 +105,13 @@ def keyed_relation(mart: str, keys: bool) -> str:
     )"""
 
 
-def relation(spec: MartSpec, contacts: bool = False, keys: bool = False) -> str:
+def relation(
+    spec: MartSpec, contacts: bool = False, keys: bool = False, store: str = restricted.CONTACTS
+) -> str:
     """What a sync reads: the mart with real user ids, and for the email sync only consented,
     addressed rows."""
     keyed = keyed_relation(spec.mart, keys)
-    return addressed_relation(keyed, contacts) if spec.addressed else keyed
+    return addressed_relation(keyed, contacts, store) if spec.addressed else keyed
 
 
 def _missing(spec: MartSpec) -> str:
@@ -153,6 +160,8 @@ def published_version(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _open(settings: Settings, mart: str) -> duckdb.DuckDBPyConnection:
+    if settings.warehouse_on_postgres:
+        return warehouse.connect(settings, read_only=True)
     path = settings.warehouse_path
     if not path.exists():
         raise missing_mart_error(mart)
@@ -179,11 +188,17 @@ def read_mart(settings: Settings, spec: MartSpec) -> MartBatch:
     con = _open(settings, spec.mart)
     try:
         try:
-            # The restricted store, read-only: the ids behind the pseudonyms, and the addresses.
-            attached = _attach_store(con, settings)
-            contacts = spec.addressed and attached and restricted.has_contacts(con)
-            keys = attached and restricted.has_table(con, restricted.USER_KEYS)
-            source = relation(spec, contacts, keys)
+            if settings.warehouse_on_postgres:
+                # The postgres target keeps the ids (no pseudonyms) and builds the contacts into
+                # the warehouse's own pii schema (docs/governance.md).
+                contacts = spec.addressed and warehouse.table_exists(con, POSTGRES_CONTACTS)
+                source = relation(spec, contacts, False, POSTGRES_CONTACTS)
+            else:
+                # The restricted store, read-only: the ids behind the pseudonyms, and addresses.
+                attached = _attach_store(con, settings)
+                contacts = spec.addressed and attached and restricted.has_contacts(con)
+                keys = attached and restricted.has_table(con, restricted.USER_KEYS)
+                source = relation(spec, contacts, keys)
             con.execute("BEGIN TRANSACTION")  # the version and the rows from one snapshot
             version = published_version(con)
             if con.execute(clean_query(spec, source)).fetchone()[0]:

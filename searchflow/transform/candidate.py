@@ -2,7 +2,8 @@
 
 dbt builds the marts of version ``v`` into ``analytics__v``, ``marketing__v`` and ``ml__v``; the
 served names (``analytics.fct_search_funnel``, ...) are views that publication repoints
-(:mod:`searchflow.transform.publish`). Everything here is plain SQL on an open DuckDB connection:
+(:mod:`searchflow.transform.publish`). Everything here is plain SQL on an open DuckDB connection
+(with the warehouse in PostgreSQL, copies run in PostgreSQL itself: :func:`~searchflow.warehouse.copy_table`):
 
 - :func:`seed` starts a candidate's incremental marts as copies of the published ones, so dbt
   continues from the served version instead of rebuilding in full;
@@ -22,7 +23,7 @@ import duckdb
 
 from searchflow.contract import MARTS
 from searchflow.transform.runner import MART_SCHEMAS, PARSED_VERSION
-from searchflow.warehouse import table_exists
+from searchflow.warehouse import copy_table, table_exists
 
 # Views over the segment snapshot, built straight into the published schema after a publication
 # (dbt_project.yml's `after_publication` models): a candidate never holds them.
@@ -80,7 +81,7 @@ def seed(con: duckdb.DuckDBPyConnection, version: str, *, full_refresh: bool = F
         if not table_exists(con, mart) or table_exists(con, target):
             continue
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.partition(".")[0]}"')
-        con.execute(f"CREATE TABLE {_quoted(target)} AS SELECT * FROM {_quoted(mart)}")
+        copy_table(con, _quoted(mart), _quoted(target))
         seeded.append(mart)
     return seeded
 
@@ -101,7 +102,7 @@ def complete(con: duckdb.DuckDBPyConnection, version: str) -> list[str]:
         if table_exists(con, mart):
             target = candidate_name(mart, version)
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.partition(".")[0]}"')
-            con.execute(f"CREATE TABLE {_quoted(target)} AS SELECT * FROM {_quoted(mart)}")
+            copy_table(con, _quoted(mart), _quoted(target))
             copied.append(mart)
     return copied
 

@@ -35,7 +35,7 @@ from searchflow.config import Settings
 from searchflow.errors import SearchflowError, UsageError
 from searchflow.transform import candidate
 from searchflow.transform.runner import AFTER_PUBLICATION, summarize
-from searchflow.warehouse import session, table_exists
+from searchflow.warehouse import native, native_rows, on_postgres, session, table_exists
 
 SNAPSHOT = "snapshots.user_segments_snapshot"
 # The snapshot as it was before this publication's run, while the publication can still roll back.
@@ -52,8 +52,19 @@ def _split(qualified: str) -> tuple[str, str]:
 
 
 def _view_sql(con: duckdb.DuckDBPyConnection, qualified: str) -> str | None:
-    """The statement that recreates the published view as it is now (None: no view)."""
+    """The statement that recreates the published view as it is now (None: no view); in a
+    PostgreSQL warehouse, PostgreSQL's own (run it with :func:`_restore_view`)."""
     schema, table = _split(qualified)
+    if on_postgres(con):
+        rows = native_rows(
+            con,
+            "SELECT table_schema, table_name FROM information_schema.view_table_usage "
+            f"WHERE view_schema = '{_literal(schema)}' AND view_name = '{_literal(table)}'",
+        )
+        if not rows:
+            return None
+        src_schema, src_table = rows[0]
+        return _pg_view(schema, table, f'"{src_schema}"."{src_table}"')
     row = con.execute(
         "SELECT sql FROM duckdb_views() WHERE database_name = current_database() "
         "AND schema_name = ? AND view_name = ?",
@@ -64,8 +75,37 @@ def _view_sql(con: duckdb.DuckDBPyConnection, qualified: str) -> str | None:
     return row[0].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
 
 
+def _pg_view(schema: str, table: str, source: str) -> str:
+    """PostgreSQL's statement pointing a view at ``source``: dropped and created (in the caller's
+    transaction), since PostgreSQL replaces a view in place only when its columns stay the same."""
+    return (
+        f'CREATE SCHEMA IF NOT EXISTS "{schema}"; DROP VIEW IF EXISTS "{schema}"."{table}"; '
+        f'CREATE VIEW "{schema}"."{table}" AS SELECT * FROM {source}'
+    )
+
+
+def _restore_view(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Run a statement :func:`_view_sql` returned."""
+    if on_postgres(con):
+        native(con, statement)
+    else:
+        con.execute(statement)
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
+
+
 def _is_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = _split(qualified)
+    if on_postgres(con):  # DuckDB's catalog shows PostgreSQL views as tables
+        return bool(
+            native_rows(
+                con,
+                "SELECT 1 FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                f"AND table_schema = '{_literal(schema)}' AND table_name = '{_literal(table)}'",
+            )
+        )
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
         "AND table_name = ? AND table_type = 'BASE TABLE'",
@@ -78,11 +118,18 @@ def repoint(con: duckdb.DuckDBPyConnection, targets: Mapping[str, str]) -> None:
     """Point each published view at its candidate table (inside the caller's transaction).
 
     A published name that is still a table (a warehouse built before publication existed) is
-    replaced by the view.
+    replaced by the view. In a PostgreSQL warehouse the views are PostgreSQL's own, made there.
     """
+    postgres = on_postgres(con)
     for published, source in targets.items():
         schema, table = _split(published)
         src_schema, src_table = _split(source)
+        if postgres:
+            drop = (
+                f'DROP TABLE IF EXISTS "{schema}"."{table}"; ' if _is_table(con, published) else ""
+            )
+            native(con, drop + _pg_view(schema, table, f'"{src_schema}"."{src_table}"'))
+            continue
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         if _is_table(con, published):
             con.execute(f'DROP TABLE "{schema}"."{table}"')
@@ -139,9 +186,13 @@ def publish(
                 con, version, parents=parents, schemas=candidate.schemas(version), forced=forced
             )
             if had_snapshot:
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {SNAPSHOT_BEFORE} AS SELECT * FROM {SNAPSHOT}"
-                )
+                copy = f"CREATE OR REPLACE TABLE {SNAPSHOT_BEFORE} AS SELECT * FROM {SNAPSHOT}"
+                if on_postgres(con):  # a copy with PostgreSQL's own types, made there
+                    native(con, f"DROP TABLE IF EXISTS {SNAPSHOT_BEFORE}")
+                    copy = copy.replace("CREATE OR REPLACE TABLE", "CREATE TABLE")
+                    native(con, copy)
+                else:
+                    con.execute(copy)
             con.execute("COMMIT")
         except Exception as exc:
             con.execute("ROLLBACK")
@@ -198,9 +249,9 @@ def _roll_back(
         for name, statement in before.items():
             if statement is None:
                 schema, table = _split(name)
-                con.execute(f'DROP VIEW IF EXISTS "{schema}"."{table}"')
+                _restore_view(con, f'DROP VIEW IF EXISTS "{schema}"."{table}"')
             else:
-                con.execute(statement)
+                _restore_view(con, statement)
         con.execute(f"DELETE FROM {ledger.PUBLISH_LOG} WHERE version = ?", [version])
         if had_snapshot:
             con.execute(f"DELETE FROM {SNAPSHOT}")

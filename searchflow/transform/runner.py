@@ -76,6 +76,19 @@ def log_dir(settings: Settings) -> Path:
     return settings.home_path / "dbt" / "logs"
 
 
+def resolve_target(
+    settings: Settings, target: str = "dev", postgres_url: str | None = None
+) -> tuple[str, str | None]:
+    """The target and PostgreSQL URL dbt really builds on.
+
+    With the warehouse in PostgreSQL (``SEARCHFLOW_WAREHOUSE_URL``) the default target is the
+    ``postgres`` one, on that database: the stages ask for "the warehouse", not for an adapter.
+    """
+    if target == "dev" and settings.warehouse_url is not None:
+        return "postgres", settings.warehouse_url
+    return target, postgres_url
+
+
 def postgres_parts(url: str) -> dict[str, str]:
     """The SEARCHFLOW_DBT_PG_* variables profiles.yml reads, from a PostgreSQL URL."""
     parts = urlsplit(url)
@@ -94,6 +107,7 @@ def dbt_env(
     settings: Settings, target: str = "dev", postgres_url: str | None = None
 ) -> dict[str, str]:
     """The environment profiles.yml needs for ``target`` (dbt only reads env_var)."""
+    target, postgres_url = resolve_target(settings, target, postgres_url)
     if target not in TARGETS:
         raise UsageError(f"unknown dbt target {target!r}; use one of {', '.join(TARGETS)}")
     env = {
@@ -130,6 +144,7 @@ def build_args(
 
     ``version``: the mart version the candidate schemas carry (var ``mart_version``).
     """
+    target, _ = resolve_target(settings, target)
     args = [
         *command.split(),  # "docs generate" is two words
         "--project-dir",
@@ -313,6 +328,7 @@ def invoke(
     """Run one dbt command in-process; returns (dbtRunnerResult, seconds). Raises on failure."""
     from dbt.cli.main import dbtRunner
 
+    target, postgres_url = resolve_target(settings, target, postgres_url)
     env = dbt_env(settings, target, postgres_url)
     args = [
         *build_args(

@@ -22,7 +22,13 @@ from searchflow.errors import SearchflowError
 from searchflow.transform import candidate
 from searchflow.transform.freshness import source_freshness
 from searchflow.transform.publish import Invoker, in_process, publish
-from searchflow.transform.runner import AFTER_PUBLICATION, log_dir, summarize, target_dir
+from searchflow.transform.runner import (
+    AFTER_PUBLICATION,
+    log_dir,
+    resolve_target,
+    summarize,
+    target_dir,
+)
 from searchflow.warehouse import ensure_raw_schema, session, table_exists
 
 STAGING_TABLES: tuple[str, ...] = (
@@ -34,7 +40,7 @@ STAGING_TABLES: tuple[str, ...] = (
 
 def check_raw(settings: Settings) -> None:
     """Fail early, in one line, when there is nothing to transform."""
-    if not settings.warehouse_path.exists():
+    if not settings.warehouse_on_postgres and not settings.warehouse_path.exists():
         raise SearchflowError(
             f"the warehouse {settings.warehouse_path} does not exist yet; "
             "run `searchflow ingest` first"
@@ -42,7 +48,7 @@ def check_raw(settings: Settings) -> None:
     with session(settings, read_only=True) as con:
         if not table_exists(con, "raw.search_events"):
             raise SearchflowError(
-                f"the warehouse {settings.warehouse_path} has no raw tables; "
+                f"the warehouse {settings.warehouse_name} has no raw tables; "
                 "run `searchflow ingest` first"
             )
 
@@ -122,7 +128,7 @@ def build_candidate(
     freshness = None if select else source_freshness(settings)
     return {
         "stage": "transformation",
-        "target": "dev",
+        "target": resolve_target(settings)[0],
         "full_refresh": full_refresh,
         "select": select or "",
         **described,
@@ -218,7 +224,7 @@ def generate_docs(settings: Settings, target: str = "dev") -> Path:
                 served = ledger.published_version(con)
                 version = str(served["version"]) if served else None
     in_process(settings, "docs generate", target=target, version=version)
-    index = target_dir(settings, target) / "index.html"
+    index = target_dir(settings, resolve_target(settings, target)[0]) / "index.html"
     if not index.exists():
         raise SearchflowError(f"dbt docs generate wrote no {index}; see {log_dir(settings)}")
     return index
@@ -235,8 +241,11 @@ def discard_from_models(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[s
     removed: dict[str, int] = {}
     for table in STAGING_TABLES:
         if table_exists(con, table):
-            rows = con.execute(f"DELETE FROM {table} WHERE batch_id = ? RETURNING 1", [batch_id])
-            removed[table] = len(rows.fetchall())
+            # counted, then deleted: a PostgreSQL warehouse's tables take no DELETE ... RETURNING
+            found = con.execute(f"SELECT count(*) FROM {table} WHERE batch_id = ?", [batch_id])
+            removed[table] = int(found.fetchone()[0])  # type: ignore[index]
+            if removed[table]:
+                con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id])
     dropped = []
     if any(removed.values()):
         for table in candidate.INCREMENTAL_INTERMEDIATES:
