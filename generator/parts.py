@@ -44,6 +44,7 @@ from generator.faults import MALFORMED_CLASSES, plan
 from generator.records import booking_records, json_lines, user_records
 from generator.simulate import build_users, simulate
 from generator.text import to_text_buffer
+from generator.workers import run_parts
 from searchflow.config import Settings
 from searchflow.contract import RECORD_TYPES
 from searchflow.errors import SearchflowError
@@ -89,34 +90,66 @@ class PartedBatch:
         of its clean tables when given (the generation gate's rules; the gate drops what it does
         not keep, so one part's tables at a time are alive). Returns the judgements in part order.
 
-        The counts of a judged pass are kept, so :meth:`counts` after the gate costs nothing.
+        A judged survey of a staged batch (:meth:`stage`) writes the files too. The parts are
+        built on every core (:mod:`generator.workers`); the counts of a judged pass are kept, so
+        :meth:`counts` after the gate costs nothing.
         """
-
         staged = self._staged if judge is not None else None
-
-        def simulated(config: PartConfig) -> tuple[GeneratedBatch, dict[str, Any], Any]:
-            part = build_part(self.batch_id, config)
-            if staged is not None:  # the text too, on this thread (see stage())
-                for t in EVENT_TYPES:
-                    part.lines(t)
-            return part, part.counts(), part.clean_tables() if judge is not None else {}
-
-        counts, judged = [], []
-        if staged is not None:
-            self._append_users(staged)
-        for part, part_counts, tables in ahead(simulated, self.part_configs):
-            counts.append(part_counts)
-            if judge is not None:
-                if not self._schema:
-                    self._schema = {t: tables[t].slice(0, 0) for t in EVENT_TYPES}
-                judged.append(judge(tables))
-            if staged is not None:
-                self._append_part(staged, part)
-            del part, tables
+        results = self._build_all(judge, staged)
         if staged is not None:
             staged.complete = True
-        self._counts = counts
-        return judged
+        if judge is not None and results and results[0][2] is not None:
+            self._schema = results[0][2]
+        self._counts = [counts for counts, _, _ in results]
+        return [judged for _, judged, _ in results] if judge is not None else []
+
+    def _build_all(
+        self, judge: Callable[[dict[str, pa.Table]], Any] | None, files: TempFiles | None
+    ) -> list[tuple[dict[str, Any], Any, dict[str, pa.Table] | None]]:
+        """Every part's (counts, judgement, empty schema tables of part 0); with ``files``, its
+        text and bookings appended to them, after the users' records."""
+        build_users(self.config)  # once, before the workers fork: they share it
+
+        def produce(i: int) -> tuple[dict[str, Any], Any]:
+            part = build_part(self.batch_id, self.part_configs[i])
+            data: dict[str, Any] = {}
+            if files is not None:
+                data = {t: to_text_buffer(part.lines(t)) for t in EVENT_TYPES}
+                data["bookings"] = to_text_buffer(json_lines(self.booking_records(part)[0]))
+            return data, self._judged(part, i, judge)
+
+        def redo(i: int) -> Any:
+            return self._judged(build_part(self.batch_id, self.part_configs[i]), i, judge)
+
+        try:
+            return run_parts(
+                len(self.part_configs),
+                produce,
+                files.fds if files is not None else {},
+                redo,
+                side=self._user_chunks if files is not None else None,
+            )
+        except OSError as exc:
+            if files is None:
+                raise
+            from generator.sinks import _write_failed
+
+            raise _write_failed(files.paths["search"], self.jsonl_bytes, exc) from None
+
+    def _judged(
+        self, part: GeneratedBatch, i: int, judge: Callable[[dict[str, pa.Table]], Any] | None
+    ) -> tuple[dict[str, Any], Any, dict[str, pa.Table] | None]:
+        if judge is None:
+            return part.counts(), None, None
+        tables = part.clean_tables()
+        schema = {t: tables[t].slice(0, 0) for t in EVENT_TYPES} if i == 0 else None
+        return part.counts(), judge(tables), schema
+
+    def _user_chunks(self) -> Iterator[tuple[str, Any]]:
+        """The users' change records as JSONL, a chunk at a time (built here, not kept)."""
+        users = user_records(self.config, build_users(self.config).home)[0]
+        for start in range(0, users.num_rows, RECORD_CHUNK):
+            yield "users", to_text_buffer(json_lines(users.slice(start, RECORD_CHUNK)))
 
     def counts(self, upto: int | None = None) -> dict[str, Any]:
         """The batch's ground truth: the parts' counts added up (``upto`` is for live runs)."""
@@ -196,16 +229,6 @@ class PartedBatch:
             kind: jsonl_path(out, kind, self.batch_id) for kind in (*EVENT_TYPES, *RECORD_TYPES)
         }
 
-    def _append_users(self, files: TempFiles) -> None:
-        users = self.user_records[0]
-        for start in range(0, users.num_rows, RECORD_CHUNK):  # its JSON a chunk at a time
-            files.append("users", json_lines(users.slice(start, RECORD_CHUNK)))
-
-    def _append_part(self, files: TempFiles, part: GeneratedBatch) -> None:
-        for t in EVENT_TYPES:
-            files.append(t, part.lines(t))
-        files.append("bookings", json_lines(self.booking_records(part)[0]))
-
     def _write_jsonl(self, out: Path) -> dict[str, Any]:
         from generator.sinks import prepare_out, remove_stale_tmp
 
@@ -223,9 +246,7 @@ class PartedBatch:
             stale = remove_stale_tmp(out)
             check_free_space(out, self.jsonl_bytes)
             with TempFiles(self._paths(out)) as files:
-                self._append_users(files)
-                for part in self.parts():
-                    self._append_part(files, part)
+                self._counts = [counts for counts, _, _ in self._build_all(None, files)]
                 files.commit()
             staged = files
         result: dict[str, Any] = {
@@ -346,14 +367,10 @@ class TempFiles:
             self.files[kind] = handle
         return self
 
-    def append(self, kind: str, lines: pa.Array) -> None:
-        from generator.sinks import _write_failed
-
-        data = to_text_buffer(lines)
-        try:
-            self.files[kind].write(data)
-        except OSError as exc:
-            raise _write_failed(self.paths[kind], len(data), exc) from None
+    @property
+    def fds(self) -> dict[str, int]:
+        """The open temporary files' descriptors, for writes at an offset (generator.workers)."""
+        return {kind: handle.fileno() for kind, handle in self.files.items()}
 
     def commit(self) -> None:
         """Flush every file and rename each into place (still locked, as a single write is)."""

@@ -17,7 +17,7 @@ Versions
     versions up to the period's end; the Postgres sink upserts the latest of those (an older run
     written later never moves a row back in time).
 
-Built column-wise (numpy, Arrow, DuckDB for the JSON text): no Python loop per user or booking.
+Built column-wise (numpy and Arrow, the JSON text too): no Python loop per user or booking.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from generator import vocab
 from generator.config import GeneratorConfig
-from generator.text import US_PER_DAY, digits, fragments
+from generator.text import US_PER_DAY, compose, digits, fixed_strings, fragments, record_lines
 from searchflow.appdb import STATUSES, TIERS  # what ingestion accepts
 
 RECORD_TYPES: tuple[str, ...] = ("users", "bookings")
@@ -171,9 +171,7 @@ def profiles(config: GeneratorConfig, home: np.ndarray) -> Profiles:
 
 def _user_rows(config: GeneratorConfig, p: Profiles, user: np.ndarray, version: np.ndarray):
     n = config.users
-    ids = pa.array(
-        np.char.add("user_", np.char.zfill(np.arange(n).astype(str), max(6, len(str(n - 1)))))
-    )
+    ids = fixed_strings(compose(n, ["user_", digits(np.arange(n), max(6, len(str(n - 1))))]))
     geo = np.array(vocab.GEOS, dtype=object)
     home = p.home[user, version]
     take = pa.array(user)
@@ -269,7 +267,18 @@ def _ordered(table: pa.Table, key: str) -> pa.Table:
 
 
 def json_lines(table: pa.Table) -> pa.Array:
-    """One JSON object per row, columns in order, times as ``...Z`` (UTC, microseconds)."""
+    """One JSON object per row, columns in order, times as ``...Z`` (UTC, microseconds).
+
+    Built by :func:`generator.text.record_lines` (Arrow gathers and joins, no JSON encoder per
+    row); a table it cannot write byte for byte as DuckDB's ``to_json`` would (a column of another
+    type, a string that needs escaping) goes through DuckDB instead.
+    """
+    lines = record_lines(table)
+    return lines if lines is not None else _duckdb_json_lines(table)
+
+
+def _duckdb_json_lines(table: pa.Table) -> pa.Array:
+    """DuckDB's ``to_json`` of every row: the reference :func:`record_lines` is tested against."""
     import duckdb
 
     con = duckdb.connect()

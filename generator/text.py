@@ -200,3 +200,83 @@ def take_rows(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:
         return np.zeros((len(index), width), dtype=np.uint8)
     rows = matrix.view(f"V{width}").reshape(-1)
     return rows[index].view(np.uint8).reshape(len(index), width)
+
+
+# --- records as JSON ---------------------------------------------------------------------------
+
+
+def record_lines(table: pa.Table) -> pa.Array | None:
+    """One JSON object per row, the columns in order, as DuckDB's ``to_json(struct_pack(...))``
+    writes them (timestamps as UTC ``...ffffffZ`` strings, a 2-decimal amount as the shortest
+    number that reads back the same: ``100.0``, ``2568.3``, ``12.05``).
+
+    The row's text is laid out by Arrow gathers and one join, instead of a JSON encoder per row;
+    the quotes of a string column without nulls ride in the constant pieces around it. Returns
+    None when a column is of another type or a string needs escaping, for the caller to encode
+    those rows another way.
+    """
+    pieces: list[pa.Array | str] = []
+    before = "{"
+    for i, name in enumerate(table.column_names):
+        column = table.column(i).combine_chunks()
+        quoted = _is_string(column.type) and not column.null_count
+        value = column.cast(pa.string()) if quoted else _json_value(column)
+        if value is None or (_is_string(column.type) and _needs_escape(column)):
+            return None
+        pieces += [f'{before}"{name}":' + ('"' if quoted else ""), value]
+        before = '",' if quoted else ","
+    if not pieces:
+        return None
+    end = '"}' if before == '",' else "}"
+    return join(*pieces, end) if table.num_rows else pa.array([], pa.string())
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _needs_escape(column: pa.Array) -> bool:
+    """Whether any value holds what JSON escapes: a quote, a backslash or a control character."""
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(column.buffers()[1], dtype=width)
+    start, stop = int(offsets[column.offset]), int(offsets[column.offset + len(column)])
+    data = column.buffers()[2]
+    if data is None or stop == start:
+        return False
+    values = np.frombuffer(data, dtype=np.uint8)[start:stop]
+    return bool(((values < 0x20) | (values == ord('"')) | (values == ord("\\"))).any())
+
+
+def _json_value(column: pa.Array) -> pa.Array | None:
+    """A column's values as JSON text (``null`` for a missing one), or None when not supported."""
+    kind = column.type
+    if _is_string(kind):
+        text = join('"', column.cast(pa.string()), '"')
+    elif pa.types.is_boolean(kind):
+        text = pa.array(["false", "true"]).take(pc.cast(column, pa.int8()))
+    elif pa.types.is_timestamp(kind) and kind.unit == "us":
+        micros = column.cast(pa.int64()).fill_null(0).to_numpy()
+        text = fixed_strings(compose(len(column), ['"', timestamp_bytes(micros), '"']))
+    elif pa.types.is_decimal(kind) and kind.scale == 2 and kind.precision <= 18:
+        words = np.frombuffer(column.buffers()[1], dtype="<i8")  # low word: the unscaled value
+        text = _shortest_cents(words[2 * column.offset :: 2][: len(column)])
+    elif pa.types.is_integer(kind):
+        text = pc.cast(column, pa.string())
+    else:
+        return None
+    if column.null_count:
+        text = pc.if_else(pc.is_null(column), "null", text)
+    return text
+
+
+def _shortest_cents(cents: np.ndarray) -> pa.Array:
+    """Cents as the shortest decimal that reads back the same: ``100.0``, ``2568.3``, ``12.05``."""
+    whole = integers(np.abs(cents) // 100)
+    rest = np.abs(cents) % 100
+    two = fixed_strings(compose(len(cents), [".", digits(rest, 2)]))
+    one = pc.utf8_slice_codeunits(two, 0, 2)  # a trailing zero dropped; ".0" stays
+    text = join(whole, pc.if_else(pa.array(rest % 10 == 0), one, two))
+    negative = cents < 0
+    if negative.any():
+        text = pc.if_else(pa.array(negative), join("-", text), text)
+    return text
