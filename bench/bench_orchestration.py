@@ -9,8 +9,12 @@ to the downstream run's start, as the server recorded them, and split where the 
 server's automation (event -> run created) and the worker (created -> running: poll, process start,
 pull step, loading the flow). The rows give each hop of the first chain and the p50/p95 of all.
 
-``SEARCHFLOW_FORKSERVER=0`` measures the same with every run started in a cold interpreter;
-``SEARCHFLOW_BENCH_PREFECT_PORT`` fixes the server's port (default: a free one).
+The server's database is the one ``searchflow demo`` gives its server: a PostgreSQL database of
+its own beside the bench's scratch database (dropped afterwards); ``SEARCHFLOW_BENCH_PREFECT_DATABASE
+=sqlite`` measures Prefect's SQLite file instead, and ``SEARCHFLOW_PREFECT_DATABASE_URL`` wins over
+both, as it does for the demo. ``SEARCHFLOW_FORKSERVER=0`` measures the same with every run started
+in a cold interpreter; ``SEARCHFLOW_BENCH_PREFECT_PORT`` fixes the server's port (default: a free
+one).
 
 Seed-style: the seed documents chain the stages by schedule (ingestion every 5 minutes,
 transformation hourly, syncs every 6 hours), so a batch waits on average half an interval at each
@@ -52,7 +56,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[rank - 1]
 
 
-def hop_rows(hops: list[dict[str, Any]], chains: int) -> list[Row]:
+def hop_rows(hops: list[dict[str, Any]], chains: int, database: str = "") -> list[Row]:
     """p50 and p95 of the hops, with the median split (automation, worker) in the note."""
     seconds = [h["seconds"] for h in hops]
     trigger = [h["trigger_seconds"] for h in hops if "trigger_seconds" in h]
@@ -63,7 +67,9 @@ def hop_rows(hops: list[dict[str, Any]], chains: int) -> list[Row]:
         if trigger and start
         else ""
     )
-    where = f"{len(hops)} hops over {chains} chain(s)"
+    where = f"{len(hops)} hops over {chains} chain(s)" + (
+        f", server on {database}" if database else ""
+    )
     return [
         Row(
             "orchestration",
@@ -87,10 +93,16 @@ def hop_rows(hops: list[dict[str, Any]], chains: int) -> list[Row]:
 
 
 def run(scale: float) -> list[Row]:
-    from deployments.demo import choose_generation, pin_postgres_block, start_chain
+    from deployments.demo import (
+        PREFECT_DATABASE_SUFFIX,
+        choose_generation,
+        pin_postgres_block,
+        prefect_database,
+        start_chain,
+    )
     from deployments.follow import follow
     from deployments.prepare import prepare
-    from deployments.server import start_server
+    from deployments.server import SQLITE, start_server
     from deployments.worker import start_worker
     from searchflow.config import Settings
 
@@ -106,13 +118,18 @@ def run(scale: float) -> list[Row]:
             settings.ensure_home()
             started = time.perf_counter()
             port = int(os.environ.get("SEARCHFLOW_BENCH_PREFECT_PORT", "0")) or None
-            server = start_server(home / "prefect", port=port, ui=False)
+            database_url: str | None = SQLITE
+            if os.environ.get("SEARCHFLOW_BENCH_PREFECT_DATABASE", "postgresql") != SQLITE:
+                database_url, _why = prefect_database(pg_url, "configured")
+            server = start_server(home / "prefect", port=port, ui=False, database_url=database_url)
+            kind = (server.database or "?").split(" ")[0]
             rows.append(
                 Row(
                     "orchestration",
-                    "start a Prefect server (until healthy)",
+                    f"start a Prefect server (until healthy; {kind})",
                     1,
                     time.perf_counter() - started,
+                    note=server.database or "",
                 )
             )
             worker = None
@@ -167,7 +184,7 @@ def run(scale: float) -> list[Row]:
                     )
                 )
             if hops:
-                rows.extend(hop_rows(hops, len(chains)))
+                rows.extend(hop_rows(hops, len(chains), kind))
             seed_chain = (
                 SEED_HOP_SECONDS["ingest-events"]
                 + SEED_HOP_SECONDS["transform"]
@@ -200,5 +217,8 @@ def run(scale: float) -> list[Row]:
             os.environ["PREFECT_API_URL"] = previous_api
         client.flushdb()
         client.close()
+        admin.cursor().execute(
+            f'DROP DATABASE IF EXISTS "{db}{PREFECT_DATABASE_SUFFIX}" WITH (FORCE)'
+        )
         drop_scratch_database(admin, db)
     return rows
