@@ -45,6 +45,7 @@ END_TO_END = (
     "tests/api/test_runs_on_prefect.py::",
     "tests/dashboard/test_browser.py::test_pipeline_runs_while_a_browser_keeps_reloading",
     "tests/dashboard/test_end_to_end.py::",
+    "tests/warehouse_pg/test_chain_on_postgres.py::",
 )
 
 
