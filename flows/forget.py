@@ -66,7 +66,26 @@ def _restricted_emails(con: duckdb.DuckDBPyConnection, user_id: str) -> list[str
     return [r[0] for r in rows]
 
 
+# A PostgreSQL warehouse's text columns, asked of PostgreSQL itself: DuckDB's catalog shows its
+# views as tables, and deleting through a view would reach the candidate table behind it.
+_PG_TEXT_COLUMNS = """
+SELECT c.table_schema, c.table_name, c.column_name
+FROM information_schema.columns c
+JOIN information_schema.tables t
+  ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE t.table_type = 'BASE TABLE'
+  AND c.table_schema NOT IN ('ops', 'pg_catalog', 'information_schema')
+  AND c.data_type IN ('character varying', 'text', 'json', 'jsonb')
+ORDER BY 1, 2, 3
+"""
+
+
 def _text_columns(con: duckdb.DuckDBPyConnection, database: str | None) -> dict[str, list[str]]:
+    if database is None and warehouse.on_postgres(con):
+        found: dict[str, list[str]] = {}
+        for schema, table, column in warehouse.native_rows(con, _PG_TEXT_COLUMNS):
+            found.setdefault(f'"{schema}"."{table}"', []).append(f'"{column}"')
+        return found
     where = "c.database_name = ?" if database else "c.database_name = current_database()"
     rows = con.execute(
         "SELECT c.database_name, c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c "
@@ -265,7 +284,11 @@ def forget_user(
     hashed = pii.user_hash(settings, user_id)
     with warehouse.session(settings) as con:
         warehouse.ensure_raw_schema(con)
-        contacts = restricted.restricted_path(settings.warehouse_path).exists()
+        # a PostgreSQL warehouse keeps the contacts in its own pii schema, erased with the rest
+        contacts = (
+            not settings.warehouse_on_postgres
+            and restricted.restricted_path(settings.warehouse_path).exists()
+        )
         if contacts:  # the PII's own file, attached read-write for this erasure only
             restricted.attach(con, settings.warehouse_path, read_only=False)
         emails = {*_emails(con, user_id), *(_restricted_emails(con, user_id) if contacts else [])}
@@ -289,7 +312,8 @@ def forget_user(
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        con.execute("CHECKPOINT")
+        if not warehouse.on_postgres(con):  # PostgreSQL has its own durability, no CHECKPOINT
+            con.execute("CHECKPOINT")
     if services:
         touched["postgres"] = erase_postgres(settings, user_id)
         touched["redis"] = erase_redis(settings, needles)

@@ -244,7 +244,7 @@ def unrecorded_ingestions(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str
 
 def recover_ingestions(settings: Settings, guard: Guard = nullcontext) -> list[dict[str, Any]]:
     """Gate every ingestion batch left ``landed`` (or unrecorded) by a run that died."""
-    if not settings.warehouse_path.exists():
+    if not settings.warehouse_exists:
         return []
     with ledger_session(settings, guard) as con:
         for batch_id, source in unrecorded_ingestions(con):

@@ -191,7 +191,7 @@ def reconcile(syncs: list[str] | None = None) -> Any:
     unknown = sorted(set(names) - set(SYNC_NAMES))
     if unknown:
         raise UsageError(f"unknown sync {', '.join(unknown)}; choose among {', '.join(SYNC_NAMES)}")
-    if not settings.warehouse_path.exists():
+    if not settings.warehouse_exists:
         print(f"nothing to reconcile: no warehouse at {settings.warehouse_path} yet")
         return {"in_sync": True, "syncs": {}, "drift": [], "not_built": names}
     results = _reconcile_all(names)

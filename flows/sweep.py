@@ -36,6 +36,7 @@ from typing import Any
 
 from prefect import flow
 
+from searchflow.config import Settings
 from searchflow.contract import FLOWS, SYNCS
 
 # Seconds a freshly published batch is left to its event trigger before the sweeper steps in.
@@ -196,20 +197,32 @@ def read_ledger(home: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
-def read_warehouse_ledger(warehouse: Path) -> list[dict[str, Any]] | None:
+def read_warehouse_ledger(warehouse: Path | Settings) -> list[dict[str, Any]] | None:
     """The ledger from the warehouse itself (the caller holds the warehouse slot); None without a
     warehouse file. Preferred to the export: a stage that died between its ledger change and the
-    export leaves the Parquet file behind the ledger, which is exactly when a sweep is needed."""
+    export leaves the Parquet file behind the ledger, which is exactly when a sweep is needed.
+
+    ``warehouse``: the DuckDB file, or the settings (a warehouse in PostgreSQL is read through
+    :func:`searchflow.warehouse.connect`).
+    """
     import duckdb
 
     from searchflow import ledger
+    from searchflow import warehouse as wh
 
-    if not warehouse.exists():
+    if isinstance(warehouse, Settings):
+        if not warehouse.warehouse_exists:
+            return None
+        con = wh.connect(warehouse, read_only=True)
+    elif not warehouse.exists():
         return None
-    con = duckdb.connect(str(warehouse), read_only=True)
+    else:
+        con = duckdb.connect(str(warehouse), read_only=True)
     try:
+        if not wh.table_exists(con, ledger.BATCHES):  # no ops schema yet: nothing ever ran
+            return []
         return ledger.list_batches(con)
-    except duckdb.CatalogException:  # no ops schema yet: nothing ever ran
+    except duckdb.CatalogException:
         return []
     finally:
         con.close()
@@ -256,7 +269,7 @@ def sweep(grace_seconds: int = GRACE_SECONDS) -> dict[str, Any]:
 
     settings = get_settings()
     with warehouse_slot():
-        rows = read_warehouse_ledger(settings.warehouse_path)
+        rows = read_warehouse_ledger(settings)
     if rows is None:
         rows = read_ledger(settings.home_path)
     with get_client(sync_client=True) as client:

@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         return self.warehouse_url is not None
 
     @property
+    def warehouse_exists(self) -> bool:
+        """Whether there is a warehouse to read yet: the DuckDB file exists. A PostgreSQL one is
+        the configured database (connecting says so in one line when it is not there)."""
+        return self.warehouse_url is not None or self.warehouse_path.exists()
+
+    @property
     def warehouse_name(self) -> str:
         """The warehouse as messages name it: the file, or the database without its password."""
         if self.warehouse_url is None:

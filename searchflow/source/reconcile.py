@@ -92,7 +92,7 @@ def _levels(
 def reconcile(settings: Settings) -> dict[str, Any]:
     """Compare the source's tables with the warehouse; see the module docstring."""
     started = time.perf_counter()
-    if not settings.warehouse_path.exists():
+    if not settings.warehouse_exists:
         raise SearchflowError(
             f"no warehouse at {settings.warehouse_path}; run `searchflow ingest --source app` first"
         )

@@ -40,7 +40,7 @@ STAGING_TABLES: tuple[str, ...] = (
 
 def check_raw(settings: Settings) -> None:
     """Fail early, in one line, when there is nothing to transform."""
-    if not settings.warehouse_on_postgres and not settings.warehouse_path.exists():
+    if not settings.warehouse_exists:
         raise SearchflowError(
             f"the warehouse {settings.warehouse_path} does not exist yet; "
             "run `searchflow ingest` first"
