@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from generator.allocator import reuse_freed_memory
 from generator.config import GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, Emission, plan
 from generator.records import Records, build_records
 from generator.simulate import Simulation, simulate
-from searchflow.arrays import prefer_jemalloc
 from searchflow.events import EVENT_TYPES
 
 
@@ -103,7 +103,7 @@ def build(config: GeneratorConfig) -> GeneratedBatch:
     A bulk batch above ``PART_EVENTS`` events comes back as a :class:`generator.parts.PartedBatch`
     instead: the same API for the gate and the sinks, built part by part when it is surveyed or
     written, so its memory is one part's."""
-    prefer_jemalloc()
+    reuse_freed_memory()
     if config.part_count > 1:
         from generator.parts import PartedBatch
 

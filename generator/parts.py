@@ -42,7 +42,7 @@ from generator.batch import GeneratedBatch
 from generator.config import GeneratorConfig, PartConfig
 from generator.faults import MALFORMED_CLASSES, plan
 from generator.records import booking_records, json_lines, user_records
-from generator.simulate import build_users, simulate
+from generator.simulate import build_users, simulate, user_json, user_names
 from generator.text import to_text_buffer
 from generator.workers import run_parts
 from searchflow.config import Settings
@@ -108,7 +108,9 @@ class PartedBatch:
     ) -> list[tuple[dict[str, Any], Any, dict[str, pa.Table] | None]]:
         """Every part's (counts, judgement, empty schema tables of part 0); with ``files``, its
         text and bookings appended to them, after the users' records."""
-        build_users(self.config)  # once, before the workers fork: they share it
+        build_users(self.config)  # once, before the workers fork: they share them
+        user_names(self.config.users)
+        user_json(self.config.users)
 
         def produce(i: int) -> tuple[dict[str, Any], Any]:
             part = build_part(self.batch_id, self.part_configs[i])

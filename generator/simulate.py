@@ -78,6 +78,20 @@ def user_id_width(users: int) -> int:
     return max(6, len(str(users - 1)))
 
 
+@lru_cache(maxsize=1)
+def user_names(users: int) -> pa.Array:
+    """``user_000123`` of every user of a pool of ``users``, built once per pool size (every part
+    of a batch gathers from it; built before the workers fork, they share it)."""
+    return fixed_strings(compose(users, ["user_", digits(np.arange(users), user_id_width(users))]))
+
+
+@lru_cache(maxsize=1)
+def user_json(users: int) -> pa.Array:
+    """The ids of :func:`user_names` as JSON strings, and ``null`` last (an anonymous session)."""
+    quoted = compose(users, ['"user_', digits(np.arange(users), user_id_width(users)), '"'])
+    return pa.concat_arrays([fixed_strings(quoted), pa.array(["null"])])
+
+
 def build_users(config: GeneratorConfig) -> UserPool:
     """Draw every user's habits once; depends only on the seed and the pool size (and the power
     user share), so the parts of a batch share one pool, drawn once per process."""
@@ -193,13 +207,7 @@ class Simulation:
 
     def _user_fragments(self, event_type: str) -> pa.Array:
         """``"user_000123"`` or ``null`` per event, gathered from the pool's texts built once."""
-        if "_user_texts" not in self._lines:
-            n = self.config.users
-            quoted = fixed_strings(
-                compose(n, ['"user_', digits(np.arange(n), user_id_width(n)), '"'])
-            )
-            self._lines["_user_texts"] = pa.concat_arrays([quoted, pa.array(["null"])])
-        texts = self._lines["_user_texts"]
+        texts = user_json(self.config.users)
         users = self._user_of(event_type)
         return texts.take(pa.array(np.where(users < 0, len(texts) - 1, users)))
 
@@ -341,10 +349,7 @@ class Simulation:
     def _common_columns(self, event_type: str) -> dict[str, pa.Array]:
         """event_id, event_type, timestamp, user_id, session_id."""
         users = self._user_of(event_type)
-        n_users = self.config.users
-        names = fixed_strings(
-            compose(n_users, ["user_", digits(np.arange(n_users), user_id_width(n_users))])
-        )
+        names = user_names(self.config.users)
         return {
             "event_id": fixed_strings(self.ids[event_type]),
             "event_type": pa.array([event_type] * self.count(event_type), pa.string()),
