@@ -188,3 +188,21 @@ def test_a_staged_batch_that_is_held_leaves_nothing_in_the_folder(tmp_path, sett
     batch.survey(checks.part_judge())
     write_held(settings, batch, "jsonl", tmp_path / "out")
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_a_part_is_judged_on_one_core_with_the_same_figures():
+    """Arrow's counts (a part in a worker) equal DuckDB's (a whole batch): repeated and null ids,
+    links to nowhere and null links."""
+    tables = build(_config(events=PART)).clean_tables()
+    search, click = tables["search"], tables["click"]
+    ids = search["event_id"].to_pylist()
+    ids[1], ids[2], ids[3] = ids[0], None, None
+    tables["search"] = search.set_column(0, "event_id", pa.array(ids, pa.string()))
+    links = click["search_event_id"].to_pylist()
+    links[0], links[1] = "nowhere", None
+    where = click.schema.get_field_index("search_event_id")
+    tables["click"] = click.set_column(where, "search_event_id", pa.array(links, pa.string()))
+    here = checks.generation_rules(tables, one_core=True).figures
+    assert here == checks.generation_rules(tables).figures
+    assert here["search_duplicate_ids"] == 4
+    assert here["click_orphan_share"] > 0
