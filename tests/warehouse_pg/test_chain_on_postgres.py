@@ -10,10 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -29,22 +26,6 @@ PUBLISHED = (
     "batch_id IN (SELECT batch_id FROM ops.batches "
     "WHERE stage = 'ingestion' AND state = 'published')"
 )
-
-
-@pytest.fixture
-def warehouse_url(postgres_admin_url: str) -> Iterator[str]:
-    """A database of its own for the warehouse, apart from the destinations' (crm.*)."""
-    name = f"sf_test_wh_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_admin_url)._replace(path=f"/{name}"))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
