@@ -69,6 +69,7 @@ def target_dir(settings: Settings, target: str = "dev") -> Path:
     Kept under $SEARCHFLOW_HOME rather than in the project so two environments (or two tests)
     never share a partial-parse file or overwrite each other's run results.
     """
+    target = resolve_target(settings, target)[0]
     return settings.home_path / "dbt" / ("target" if target == "dev" else f"target-{target}")
 
 

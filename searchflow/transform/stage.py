@@ -224,7 +224,7 @@ def generate_docs(settings: Settings, target: str = "dev") -> Path:
                 served = ledger.published_version(con)
                 version = str(served["version"]) if served else None
     in_process(settings, "docs generate", target=target, version=version)
-    index = target_dir(settings, resolve_target(settings, target)[0]) / "index.html"
+    index = target_dir(settings, target) / "index.html"
     if not index.exists():
         raise SearchflowError(f"dbt docs generate wrote no {index}; see {log_dir(settings)}")
     return index
