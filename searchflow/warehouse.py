@@ -214,9 +214,17 @@ def session(
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw layer and the batch ledger if missing (idempotent); dbt reads both."""
-    for statement in raw_ddl(zstd_strings(con)):
-        con.execute(statement)
+    """Create the raw layer and the batch ledger if missing (idempotent); dbt reads both.
+
+    In a PostgreSQL warehouse the raw tables are created there, with the payload as ``jsonb``
+    (DuckDB's DDL would make it ``json``): dbt-postgres reads every field with a jsonb lookup, and
+    a ``json`` payload would be parsed again for each field of each row.
+    """
+    if on_postgres(con):
+        native(con, ";\n".join(raw_ddl(zstd=False)).replace(" JSON ", " JSONB "))
+    else:
+        for statement in raw_ddl(zstd_strings(con)):
+            con.execute(statement)
     ensure_ledger(con)
 
 

@@ -71,12 +71,12 @@ def test_searchflow_run_with_the_warehouse_in_postgres(
     assert not duckdb_file.exists()
     assert not [p for p in home.rglob("*") if p.suffix in {".duckdb", ".db"} and p.is_file()]
 
-    # the raw contract: the payload is a JSON column of PostgreSQL's own
+    # the raw contract: the payload is a JSON column, PostgreSQL's jsonb
     assert _rows(
         warehouse_url,
         "SELECT DISTINCT data_type FROM information_schema.columns WHERE table_schema = 'raw' "
         "AND table_name LIKE '%\\_events' AND column_name = 'payload'",
-    ) == [("json",)]
+    ) == [("jsonb",)]
     # every batch the chain recorded is published
     states = _rows(warehouse_url, "SELECT stage, state FROM ops.batches ORDER BY stage")
     assert {stage for stage, _ in states} == {"generation", "ingestion", "transformation", "sync"}
