@@ -14,6 +14,8 @@ from generator.config import GeneratorConfig
 from generator.faults import MALFORMED_CLASSES, Emission, plan
 from generator.records import Records, build_records
 from generator.simulate import Simulation, simulate
+from generator.text import to_text_buffer
+from searchflow.arrays import string_bytes
 from searchflow.events import EVENT_TYPES
 
 
@@ -35,6 +37,16 @@ class GeneratedBatch:
     def lines(self, event_type: str) -> pa.Array:
         """The lines of one stream (file / Redis stream), in emission order."""
         return self.emission.lines(event_type)
+
+    def text(self, event_type: str) -> memoryview:
+        """The JSONL bytes of one stream: each line followed by a newline, in emission order.
+
+        A stream no fault touched is the simulation's lines in order, built with their newlines
+        (one copy of the text); otherwise the emitted lines get their newlines in a second pass.
+        """
+        if self.emission.in_pool_order(event_type, self.simulation.count(event_type)):
+            return string_bytes(self.simulation.lines(event_type, end="\n"))
+        return to_text_buffer(self.lines(event_type))
 
     @property
     def meta(self) -> pa.Table:

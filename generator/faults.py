@@ -137,6 +137,12 @@ class Emission:
             return pool
         return pool.take(pa.array(index, pa.int64()))
 
+    def in_pool_order(self, event_type: str, size: int) -> bool:
+        """Whether the stream sends exactly its first ``size`` pool lines in pool order (no fault
+        touched it): its lines are then the simulation's, and its pools need not be built."""
+        index = self.pool_index[self.stream_code == EVENT_TYPES.index(event_type)]
+        return len(index) == size and np.array_equal(index, np.arange(size))
+
     def all_lines(self) -> pa.Array:
         """Every line in global emission order (all streams interleaved)."""
         per_stream = [self.lines(t) for t in EVENT_TYPES]

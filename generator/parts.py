@@ -41,9 +41,8 @@ import pyarrow as pa
 from generator.batch import GeneratedBatch
 from generator.config import GeneratorConfig, PartConfig
 from generator.faults import MALFORMED_CLASSES, plan
-from generator.records import booking_records, json_lines, user_records
+from generator.records import booking_records, json_lines, jsonl_bytes, user_records
 from generator.simulate import build_users, simulate, user_json, user_names
-from generator.text import to_text_buffer
 from generator.workers import run_parts
 from searchflow.config import Settings
 from searchflow.contract import RECORD_TYPES
@@ -116,8 +115,8 @@ class PartedBatch:
             part = build_part(self.batch_id, self.part_configs[i])
             data: dict[str, Any] = {}
             if files is not None:
-                data = {t: to_text_buffer(part.lines(t)) for t in EVENT_TYPES}
-                data["bookings"] = to_text_buffer(json_lines(self.booking_records(part)[0]))
+                data = {t: part.text(t) for t in EVENT_TYPES}
+                data["bookings"] = jsonl_bytes(self.booking_records(part)[0])
             return data, self._judged(part, i, judge)
 
         def redo(i: int) -> Any:
@@ -151,7 +150,7 @@ class PartedBatch:
         """The users' change records as JSONL, a chunk at a time (built here, not kept)."""
         users = user_records(self.config, build_users(self.config).home)[0]
         for start in range(0, users.num_rows, RECORD_CHUNK):
-            yield "users", to_text_buffer(json_lines(users.slice(start, RECORD_CHUNK)))
+            yield "users", jsonl_bytes(users.slice(start, RECORD_CHUNK))
 
     def counts(self, upto: int | None = None) -> dict[str, Any]:
         """The batch's ground truth: the parts' counts added up (``upto`` is for live runs)."""

@@ -31,8 +31,17 @@ import pyarrow.compute as pc
 
 from generator import vocab
 from generator.config import GeneratorConfig
-from generator.text import US_PER_DAY, compose, digits, fixed_strings, fragments, record_lines
+from generator.text import (
+    US_PER_DAY,
+    compose,
+    digits,
+    fixed_strings,
+    fragments,
+    record_lines,
+    to_text_buffer,
+)
 from searchflow.appdb import STATUSES, TIERS  # what ingestion accepts
+from searchflow.arrays import string_bytes
 
 RECORD_TYPES: tuple[str, ...] = ("users", "bookings")
 USER_RECORD_STREAM, BOOKING_RECORD_STREAM = 4, 5  # numpy streams beside the simulation's
@@ -275,6 +284,12 @@ def json_lines(table: pa.Table) -> pa.Array:
     """
     lines = record_lines(table)
     return lines if lines is not None else _duckdb_json_lines(table)
+
+
+def jsonl_bytes(table: pa.Table) -> memoryview:
+    """:func:`json_lines` as a JSONL file's bytes, each line followed by a newline."""
+    lines = record_lines(table, end="\n")
+    return string_bytes(lines) if lines is not None else to_text_buffer(_duckdb_json_lines(table))
 
 
 def _duckdb_json_lines(table: pa.Table) -> pa.Array:

@@ -68,10 +68,21 @@ class UserPool:
     platform_device: np.ndarray
     favourites: np.ndarray  # (users, 2) destination indexes
     channel: np.ndarray
+    activity_cdf: np.ndarray  # of the activity as shares: who a session belongs to
 
     @property
     def size(self) -> int:
         return len(self.activity)
+
+    def pick(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``rng.choice(size, n, p=activity shares)``, the same draws and the same users, with
+        the CDF built once per pool and the uniforms looked up in sorted order (a pool of a
+        million users is larger than the cache: random lookups miss it every time)."""
+        uniforms = rng.random(n)
+        order = np.argsort(uniforms)
+        picked = np.empty(n, np.int64)
+        picked[order] = self.activity_cdf.searchsorted(uniforms[order], side="right")
+        return picked
 
 
 def user_id_width(users: int) -> int:
@@ -115,6 +126,8 @@ def _users(seed: int, n: int, power_user_share: float) -> UserPool:
     )
     favourites = rng.choice(len(vocab.DESTINATIONS), (n, 2), p=_norm(vocab.DESTINATION_WEIGHTS))
     channel = rng.choice(len(vocab.CHANNELS), n, p=_norm(vocab.CHANNEL_WEIGHTS))
+    cdf = _norm(activity).cumsum()  # as numpy's choice builds it from p
+    cdf /= cdf[-1]
     return UserPool(
         is_power,
         activity,
@@ -124,6 +137,7 @@ def _users(seed: int, n: int, power_user_share: float) -> UserPool:
         platform_device,
         favourites,
         channel,
+        cdf,
     )
 
 
@@ -213,15 +227,18 @@ class Simulation:
 
     # --- JSON lines ----------------------------------------------------------------------------
 
-    def lines(self, event_type: str) -> pa.Array:
-        """The events of one type as JSON text (the contract's shape), in timestamp order."""
-        if event_type not in self._lines:
-            self._lines[event_type] = {
+    def lines(self, event_type: str, end: str = "") -> pa.Array:
+        """The events of one type as JSON text (the contract's shape), in timestamp order, each
+        followed by ``end`` (``"\\n"``: the JSONL file's bytes as they are, with no second copy
+        to add the newlines)."""
+        key = event_type + end
+        if key not in self._lines:
+            self._lines[key] = {
                 "search": self._search_lines,
                 "click": self._click_lines,
                 "conversion": self._conversion_lines,
-            }[event_type]()
-        return self._lines[event_type]
+            }[event_type](end)
+        return self._lines[key]
 
     def _head(self, event_type: str) -> list[pa.Array | str]:
         """The pieces of a line up to the user id, for :func:`join` (fixed-width columns as Arrow
@@ -234,7 +251,7 @@ class Simulation:
             '","user_id":',
         ]
 
-    def _search_lines(self) -> pa.Array:
+    def _search_lines(self, end: str) -> pa.Array:
         s = self.searches
         session = fixed_strings(take_rows(self.session_ids, s.session))
         nd = len(vocab.DESTINATIONS)
@@ -245,7 +262,7 @@ class Simulation:
         ]
         query = fragments(query_texts, s.template * nd + s.destination)
         tail_texts, tail_index = _search_tail(s)
-        tail = fragments(tail_texts, tail_index)
+        tail = fragments([t + end for t in tail_texts], tail_index)
         return join(
             *self._head("search"),
             self._user_fragments("search"),
@@ -257,7 +274,7 @@ class Simulation:
             tail,
         )
 
-    def _click_lines(self) -> pa.Array:
+    def _click_lines(self, end: str) -> pa.Array:
         c = self.clicks
         n = len(c.ts)
         prefixes = np.array(
@@ -284,12 +301,12 @@ class Simulation:
         )
         flat_providers = [p for group in vocab.PROVIDERS for p in group]
         ends = [
-            f',"result_destination":"{d}","result_provider":"{p}"}}'
+            f',"result_destination":"{d}","result_provider":"{p}"}}{end}'
             for d in vocab.DESTINATIONS
             for p in flat_providers
         ]
         destination = self.searches.destination[c.search]
-        end = fragments(ends, destination * len(flat_providers) + self._provider_index())
+        tail = fragments(ends, destination * len(flat_providers) + self._provider_index())
         return join(
             *self._head("click"),
             self._user_fragments("click"),
@@ -297,10 +314,10 @@ class Simulation:
             integers(c.position),
             product,
             money(c.price_cents),
-            end,
+            tail,
         )
 
-    def _conversion_lines(self) -> pa.Array:
+    def _conversion_lines(self, end: str) -> pa.Array:
         v = self.conversions
         n = len(v.ts)
         middle = fixed_strings(
@@ -321,10 +338,10 @@ class Simulation:
             for p in group
         ]
         ends = [
-            f',"currency":"{vocab.CURRENCY}","product_type":"{t}","provider":"{p}"}}'
+            f',"currency":"{vocab.CURRENCY}","product_type":"{t}","provider":"{p}"}}{end}'
             for t, p in flat_providers
         ]
-        end = fragments(ends, self._provider_index()[v.click])
+        tail = fragments(ends, self._provider_index()[v.click])
         return join(
             *self._head("conversion"),
             self._user_fragments("conversion"),
@@ -332,7 +349,7 @@ class Simulation:
             money(v.booking_cents),
             ',"commission":',
             money(v.commission_cents),
-            end,
+            tail,
         )
 
     # --- typed tables ----------------------------------------------------------------------------
@@ -490,8 +507,7 @@ def _draw_sessions(
 ) -> Sessions:
     """Who each session is, when it starts (day x hour profile) and its platform, geo, channel."""
     anonymous = rng.random(ns) < config.anonymous_rate
-    activity = _norm(users.activity)
-    user = np.where(anonymous, -1, rng.choice(users.size, ns, p=activity))
+    user = np.where(anonymous, -1, users.pick(rng, ns))
     known = user >= 0
     safe_user = np.where(known, user, 0)
     k = rng.integers(1, 6, ns)

@@ -219,7 +219,8 @@ def write_jsonl(batch: Lines, out: Path) -> dict[str, Any]:
     files = {}
     for event_type in EVENT_TYPES:
         path = jsonl_path(out, event_type, batch.batch_id)
-        write_whole(path, to_text_buffer(batch.lines(event_type)))
+        text = getattr(batch, "text", None)  # a generated batch builds its JSONL in one copy
+        write_whole(path, text(event_type) if text else to_text_buffer(batch.lines(event_type)))
         files[event_type] = str(path)
     for record_type, lines in _record_lines(batch).items():
         (out / record_type).mkdir(exist_ok=True)

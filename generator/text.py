@@ -205,7 +205,7 @@ def take_rows(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:
 # --- records as JSON ---------------------------------------------------------------------------
 
 
-def record_lines(table: pa.Table) -> pa.Array | None:
+def record_lines(table: pa.Table, end: str = "") -> pa.Array | None:
     """One JSON object per row, the columns in order, as DuckDB's ``to_json(struct_pack(...))``
     writes them (timestamps as UTC ``...ffffffZ`` strings, a 2-decimal amount as the shortest
     number that reads back the same: ``100.0``, ``2568.3``, ``12.05``).
@@ -227,8 +227,8 @@ def record_lines(table: pa.Table) -> pa.Array | None:
         before = '",' if quoted else ","
     if not pieces:
         return None
-    end = '"}' if before == '",' else "}"
-    return join(*pieces, end) if table.num_rows else pa.array([], pa.string())
+    close = ('"}' if before == '",' else "}") + end  # ``end`` after each object: "\n" for JSONL
+    return join(*pieces, close) if table.num_rows else pa.array([], pa.string())
 
 
 def _is_string(kind: pa.DataType) -> bool:
