@@ -84,17 +84,22 @@ class PartedBatch:
 
     # --- survey: counts and what the gate judges, no text --------------------------------------
 
-    def survey(self, judge: Callable[[dict[str, pa.Table]], Any] | None = None) -> list[Any]:
+    def survey(
+        self,
+        judge: Callable[[dict[str, pa.Table]], Any] | None = None,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> list[Any]:
         """Simulate every part once, without its text: each part's counts, and ``judge(tables)``
         of its clean tables when given (the generation gate's rules; the gate drops what it does
         not keep, so one part's tables at a time are alive). Returns the judgements in part order.
 
         A judged survey of a staged batch (:meth:`stage`) writes the files too. The parts are
-        built on every core (:mod:`generator.workers`); the counts of a judged pass are kept, so
-        :meth:`counts` after the gate costs nothing.
+        built on every core (:mod:`generator.workers`), ``meanwhile()`` on a thread of this
+        process as they do; the counts of a judged pass are kept, so :meth:`counts` after the
+        gate costs nothing.
         """
         staged = self._staged if judge is not None else None
-        results = self._build_all(judge, staged)
+        results = self._build_all(judge, staged, meanwhile)
         if staged is not None:
             staged.complete = True
         if judge is not None and results and results[0][2] is not None:
@@ -103,7 +108,10 @@ class PartedBatch:
         return [judged for _, judged, _ in results] if judge is not None else []
 
     def _build_all(
-        self, judge: Callable[[dict[str, pa.Table]], Any] | None, files: TempFiles | None
+        self,
+        judge: Callable[[dict[str, pa.Table]], Any] | None,
+        files: TempFiles | None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> list[tuple[dict[str, Any], Any, dict[str, pa.Table] | None]]:
         """Every part's (counts, judgement, empty schema tables of part 0); with ``files``, its
         text and bookings appended to them, after the users' records."""
@@ -129,6 +137,7 @@ class PartedBatch:
                 files.fds if files is not None else {},
                 redo,
                 side=self._user_chunks if files is not None else None,
+                meanwhile=meanwhile,
             )
         except OSError as exc:
             if files is None:

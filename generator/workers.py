@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
@@ -57,6 +58,7 @@ def run_parts(
     redo: Callable[[int], Any],
     side: Side | None = None,
     workers: int | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[Any]:
     """``produce(i)`` of every part ``0..count-1``: its bytes per file (``files``: kind -> an
     open file descriptor), appended in part order, and a value; returns the values in part order.
@@ -64,11 +66,15 @@ def run_parts(
     A value the worker cannot pickle (the gate keeps a failing part's tables in closures) is made
     again here by ``redo(i)``. ``side()`` yields ``(kind, bytes)`` chunks of files no part
     writes, appended in the order given. With one worker, everything runs in this process.
+
+    ``meanwhile()`` runs on a thread of this process while the workers build, once they are
+    forked (a fork copies no other thread): work the caller needs next, such as an import, is
+    then off the stage's critical path. Its errors are ignored: the caller meets them again.
     """
     workers = worker_count(count + (side is not None)) if workers is None else workers
     if workers <= 1 or count == 0:
         return _inline(count, produce, files, side)
-    values = _parallel(count, produce, files, side, workers)
+    values = _parallel(count, produce, files, side, workers, meanwhile)
     return [redo(i) if value == UNPICKLABLE else value for i, value in enumerate(values)]
 
 
@@ -96,7 +102,12 @@ def _write_side(side: Side, files: Mapping[str, int]) -> None:
 
 
 def _parallel(
-    count: int, produce: Produce, files: Mapping[str, int], side: Side | None, workers: int
+    count: int,
+    produce: Produce,
+    files: Mapping[str, int],
+    side: Side | None,
+    workers: int,
+    meanwhile: Callable[[], object] | None,
 ) -> list[Any]:
     """The parent's side: tasks out to idle workers, offsets out in part order, values back."""
     context = multiprocessing.get_context("fork")
@@ -104,6 +115,7 @@ def _parallel(
     if side is not None:
         tasks.appendleft("side")
     procs, conns = [], []
+    helper: threading.Thread | None = None
     try:
         for _ in range(workers):
             parent, child = context.Pipe()
@@ -114,6 +126,9 @@ def _parallel(
             child.close()
             procs.append(proc)
             conns.append(parent)
+        if meanwhile is not None:
+            helper = threading.Thread(target=_quietly, args=(meanwhile,), daemon=True)
+            helper.start()
         values: list[Any] = [None] * count
         sized: dict[int, tuple[Connection, dict[str, int]]] = {}
         offsets = dict.fromkeys(files, 0)
@@ -143,6 +158,8 @@ def _parallel(
             conn.send(None)
         for proc in procs:
             proc.join()
+        if helper is not None:
+            helper.join()
         return values
     finally:
         for proc in procs:
@@ -151,6 +168,11 @@ def _parallel(
             proc.join()
         for conn in conns:
             conn.close()
+
+
+def _quietly(work: Callable[[], object]) -> None:
+    with suppress(Exception):
+        work()
 
 
 def _receive(conn: Connection) -> tuple[Any, ...]:

@@ -101,12 +101,18 @@ def _generated_tables(data: Any) -> dict[str, Any]:
     return tables
 
 
+def _import_validator() -> None:
+    """Import what the gate validates with (seconds of CPU), while generation workers build."""
+    import great_expectations  # noqa: F401
+
+
 def generation(settings: Settings, summary: Mapping[str, Any], data: Any) -> StageBatch:
     """The generated batch: its schema, and its rule figures and rates in one row (see checks)."""
     from searchflow.quality import checks
 
     if hasattr(data, "survey"):  # a batch built in parts (generator/parts.py): figures per part
-        parts = data.survey(checks.part_judge())
+        # the parts are built in worker processes: Great Expectations is imported meanwhile
+        parts = data.survey(checks.part_judge(), meanwhile=_import_validator)
         rules = checks.merge_rules(parts)
         tables = data.schema_tables()
         n_search, n_click, n_conv = (sum(n[t] for _, n in parts) for t in EVENT_TYPES)
