@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -201,15 +202,81 @@ def _id_rule_counts_here(tables: Mapping[str, pa.Table]) -> dict[str, int]:
     semantics: for one part of a batch built in parts, judged where a core of its own builds it,
     DuckDB's connection costs more than the counts."""
     counted: dict[str, int] = {}
+    hashed: dict[str, Any] = {}  # type -> its ids' sorted hashes and their rows, when unique
     for t in EVENT_TYPES:
         if "event_id" in tables[t].column_names:
-            counted[f"{t}_duplicate_ids"] = _count(_duplicated(tables[t]["event_id"]))
+            ids = tables[t]["event_id"]
+            hashed[t] = _unique_hashes(ids)
+            counted[f"{t}_duplicate_ids"] = 0 if hashed[t] else _count(_duplicated(ids))
     for t, (column, parent) in PARENT.items():
         if column in tables[t].column_names and f"{parent}_duplicate_ids" in counted:
-            parents = tables[parent]["event_id"].combine_chunks()
-            linked = _count(_false(pc.is_in(tables[t][column], value_set=parents)))
+            links = tables[t][column]
+            linked = _linked_by_hash(links, tables[parent]["event_id"], hashed[parent])
+            if linked is None:
+                parents = tables[parent]["event_id"].combine_chunks()
+                linked = _count(_false(pc.is_in(links, value_set=parents)))
             counted[f"{t}_orphans"] = tables[t].num_rows - linked
     return counted
+
+
+def _fixed_width(column: Any) -> np.ndarray | None:
+    """A string column without nulls whose values all have one width (the generator's ids) as an
+    ``(n, width)`` byte matrix, without a copy; None for any other column."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count or not pa.types.is_string(array.type) or len(array) == 0:
+        return None
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or int(offsets[-1] - offsets[0]) != width * len(array):
+        return None
+    if not (np.diff(offsets) == width).all():
+        return None
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(len(array), width)
+
+
+def _hashes(matrix: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of a byte matrix (equal rows, equal hashes)."""
+    width = -(-matrix.shape[1] // 8) * 8
+    padded = np.zeros((len(matrix), width), np.uint8)
+    padded[:, : matrix.shape[1]] = matrix
+    words = padded.view(np.uint64)
+    h = np.zeros(len(matrix), np.uint64)
+    for k in range(words.shape[1]):
+        h = (h ^ words[:, k]) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def _unique_hashes(ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(sorted hashes, their rows, the byte matrix) of fixed-width ids whose hashes are all
+    distinct, so the ids are too (no duplicate to count); None otherwise (count them exactly)."""
+    matrix = _fixed_width(ids)
+    if matrix is None:
+        return None
+    h = _hashes(matrix)
+    order = np.argsort(h, kind="stable")
+    ordered = h[order]
+    if len(ordered) > 1 and not (ordered[1:] != ordered[:-1]).all():
+        return None
+    return ordered, order, matrix
+
+
+def _linked_by_hash(links: Any, ids: Any, hashed: Any) -> int | None:
+    """How many ``links`` are one of the ``ids``: each link's hash looked up among the parents'
+    distinct hashes, then its bytes compared with that parent's (a hash match alone is not
+    proof). None where the columns are not fixed-width alike: the caller counts with Arrow."""
+    matrix = _fixed_width(links)
+    if not hashed or matrix is None or matrix.shape[1] != hashed[2].shape[1]:
+        return None
+    ordered, order, parents = hashed
+    h = _hashes(matrix)
+    at = np.minimum(np.searchsorted(ordered, h), len(ordered) - 1)
+    candidate = order[at]
+    same = (ordered[at] == h) & (matrix == parents[candidate]).all(axis=1)
+    return int(same.sum())
 
 
 def generation_rules(tables: Mapping[str, pa.Table], *, one_core: bool = False) -> RuleSet:

@@ -206,3 +206,23 @@ def test_a_part_is_judged_on_one_core_with_the_same_figures():
     assert here == checks.generation_rules(tables).figures
     assert here["search_duplicate_ids"] == 4
     assert here["click_orphan_share"] > 0
+
+
+def test_fixed_width_ids_are_counted_by_hash_with_the_same_figures():
+    """The generator's ids are all 36 bytes: the hash path (links to an unknown id of the same
+    width, a repeated id) gives DuckDB's figures too."""
+    tables = build(_config(events=PART)).clean_tables()
+    click = tables["click"]
+    links = click["search_event_id"].to_pylist()
+    links[0] = links[1] = "f" * 36
+    where = click.schema.get_field_index("search_event_id")
+    tables["click"] = click.set_column(where, "search_event_id", pa.array(links, pa.string()))
+    here = checks.generation_rules(tables, one_core=True).figures
+    assert here == checks.generation_rules(tables).figures
+    assert here["click_orphan_share"] == 2 / click.num_rows
+    ids = tables["conversion"]["event_id"].to_pylist()
+    ids[-1] = ids[0]
+    tables["conversion"] = tables["conversion"].set_column(0, "event_id", pa.array(ids))
+    here = checks.generation_rules(tables, one_core=True).figures
+    assert here == checks.generation_rules(tables).figures
+    assert here["conversion_duplicate_ids"] == 2

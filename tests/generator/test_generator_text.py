@@ -84,6 +84,8 @@ def test_record_lines_are_duckdbs_to_json_byte_for_byte():
     )
     expected = _duckdb_json_lines(table)
     assert json_lines(table).equals(expected)
-    assert bytes(jsonl_bytes(table)) == "".join(f"{line}\n" for line in expected.to_pylist()).encode()
+    assert (
+        bytes(jsonl_bytes(table)) == "".join(f"{line}\n" for line in expected.to_pylist()).encode()
+    )
     quoted = table.set_column(1, "user_id", pa.array(['say "hi"'] * 8))
     assert json_lines(quoted).equals(_duckdb_json_lines(quoted))
