@@ -257,7 +257,7 @@ def _unique_hashes(ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None
     if matrix is None:
         return None
     h = _hashes(matrix)
-    order = np.argsort(h, kind="stable")
+    order = np.argsort(h)  # the hashes are compared for distinctness: no order among equals
     ordered = h[order]
     if len(ordered) > 1 and not (ordered[1:] != ordered[:-1]).all():
         return None
