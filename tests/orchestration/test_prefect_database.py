@@ -4,6 +4,8 @@ A database the user chose always wins, and the report says which database a serv
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,6 +62,22 @@ def test_sqlite_keeps_prefects_file(tmp_path: Path) -> None:
     env = server_env(tmp_path, base={DATABASE_ENV: SQLITE}, database_url=demo)
     assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env
     assert describe_database(env) == f"SQLite {tmp_path / 'prefect.db'}"
+
+
+def test_a_running_servers_database_is_read_from_its_environment(tmp_path: Path) -> None:
+    """A server recorded before the record said its database: the demo reads the process's."""
+    url = "postgresql+asyncpg://me:pw@127.0.0.1:5432/searchflow_prefect"
+    env = server_env(tmp_path, base={"PATH": os.environ.get("PATH", "")}, database_url=url)
+    process = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        assert (
+            process_database(process.pid)
+            == "PostgreSQL postgresql+asyncpg://me:***@127.0.0.1:5432/searchflow_prefect"
+        )
+    finally:
+        process.kill()
+        process.wait()
+    assert process_database(process.pid) is None
 
 
 def test_the_embedded_postgres_leaves_the_server_on_sqlite() -> None:
