@@ -16,9 +16,10 @@ def prefer_jemalloc() -> None:
 
     pyarrow's default on Linux is mimalloc, which asks the kernel for transparent huge pages; with
     the kernel's ``defrag=madvise`` setting the first touch of each one can stall on compaction,
-    where generation spent most of its kernel time (the generate bench and the README have the
-    figures). Called by the stages that build large Arrow arrays (generation, the syncs, the Redis
-    stream reader); runs once per process. Without jemalloc in this pyarrow build, Arrow keeps its
+    where generation once spent most of its kernel time. Called by the syncs and the Redis stream
+    reader; runs once per process. (Generation builds part after part of the same size and uses
+    mimalloc, which reuses their pages, where jemalloc faulted each one in again: see
+    generator/allocator.py.) Without jemalloc in this pyarrow build, Arrow keeps its
     default allocator: slower here, but correct.
     """
     with suppress(NotImplementedError):  # this pyarrow was built without jemalloc
