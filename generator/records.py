@@ -211,11 +211,14 @@ def user_records(config: GeneratorConfig, home: np.ndarray) -> tuple[pa.Table, p
     )
     emitted = began & (held_at_start | (p.at >= start))
     user, version = np.nonzero(emitted)
-    changes = _user_rows(config, p, user, version)
+    # ordered by (updated_at, user_id) as _ordered would: a user's versions never share a time,
+    # and zero-padded ids of one width sort as their numbers, so numpy sorts the numbers instead
+    order = np.lexsort((user, p.at[user, version]))
+    changes = _user_rows(config, p, user[order], version[order])
     latest_user = np.flatnonzero(began[:, 0])
     latest_version = began.sum(axis=1)[latest_user] - 1
     current = _user_rows(config, p, latest_user, latest_version)
-    return _ordered(changes, "user_id"), current
+    return changes, current
 
 
 # --- bookings ----------------------------------------------------------------------------------
