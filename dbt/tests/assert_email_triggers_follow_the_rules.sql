@@ -18,7 +18,11 @@ union all
 
 select t.trigger_id, 'the user booked within the window'
 from {{ ref('mart_email_triggers') }} as t
-inner join {{ ref('stg_conversion_events') }} as c
-    on {{ user_key('c.user_id') }} = t.user_id  -- the mart's key is the pseudonym
+inner join (
+    select {{ user_key('user_id') }} as user_key, event_time  -- the mart's key is the pseudonym
+    from {{ ref('stg_conversion_events') }}
+    where user_id is not null
+) as c
+    on c.user_key = t.user_id
     and c.event_time >= t.session_started_at
     and c.event_time <= {{ dbt.dateadd('hour', var('conversion_window_hours'), 't.session_ended_at') }}

@@ -1,5 +1,16 @@
 -- Every known user who searched for a destination gets a recommendation row.
-select distinct j.user_id
-from {{ ref('int_user_journeys') }} as j
-left join {{ ref('mart_recommendations') }} as r on r.user_id = {{ user_key('j.user_id') }}
-where j.user_id is not null and j.destination is not null and r.user_id is null
+with interested as (
+    select distinct user_id
+    from {{ ref('int_user_journeys') }}
+    where user_id is not null and destination is not null
+),
+
+keyed as (
+    select user_id, {{ user_key('user_id') }} as user_key  -- the mart's key is the pseudonym
+    from interested
+)
+
+select k.user_id
+from keyed as k
+left join {{ ref('mart_recommendations') }} as r on r.user_id = k.user_key
+where r.user_id is null
