@@ -36,8 +36,9 @@ EVENTS = 100_000
 HOP_EVENTS = 1_000
 HOP_USERS = 200
 MIN_HOPS = 10
-# The most the extra chains may take together; the table says how many hops were measured.
-HOP_BUDGET_SECONDS = 900.0
+# The most the extra chains may take together; the table says how many hops were measured. Room
+# for MIN_HOPS on a loaded machine too, where a small chain's transform takes minutes.
+HOP_BUDGET_SECONDS = 1800.0
 # mean wait of a schedule-driven hop in the seed design: half of the downstream stage's interval
 SEED_HOP_SECONDS = {
     "ingest-events": 300 / 2,
