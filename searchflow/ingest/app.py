@@ -32,7 +32,14 @@ from searchflow import appdb
 from searchflow.appdb import RECORDS, STATUSES, TIERS, RecordTable
 from searchflow.config import Settings
 from searchflow.ingest.chunks import INPUT, Chunk
-from searchflow.ingest.land import OUTCOMES, SUPPRESSION_FUNCTION, lit, rollback_quietly, utc_now
+from searchflow.ingest.land import (
+    OUTCOMES,
+    SUPPRESSION_FUNCTION,
+    lit,
+    rollback_quietly,
+    unordered,
+    utc_now,
+)
 
 LOOKBACK = timedelta(days=1)
 SOURCE = "app"
@@ -93,7 +100,7 @@ def _suppressed_sql(con: duckdb.DuckDBPyConnection, alias: str = "j") -> str:
     """TRUE for a forgotten user's row (``user_id`` on the suppression list; see
     :func:`searchflow.pii.register_suppression`), ``false`` when nobody was forgotten."""
     registered = con.execute(
-        "SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [SUPPRESSION_FUNCTION]
+        f"SELECT count(*) FROM duckdb_functions() WHERE function_name = {lit(SUPPRESSION_FUNCTION)}"
     ).fetchone()[0]
     if not registered:
         return "false"
@@ -151,23 +158,30 @@ def judge_records(
     else:
         reason, kind = rules, "'invalid_record'"
         ref = f"coalesce({key}, '') || '@' || coalesce(updated_at::VARCHAR, '')"
-        text, order = f"to_json(struct_pack({columns}))::VARCHAR", ""
+        # the row as JSON is a dead letter's text only: not built for the rows that land
+        text = f"CASE WHEN {rules} IS NOT NULL THEN to_json(struct_pack({columns}))::VARCHAR END"
+        order = ""
         extra = ""
     judged = f"_app_judged_{spec.record_type}"
     table = outcome_table(spec)
+    # The dead letter's id is hashed only for rows that break a rule; a version is told by its
+    # key and time themselves (no text built per row).
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {judged} AS
-        SELECT *, md5({lit(source)} || source_ref || raw_text) AS dead_letter_id,
+        SELECT *,
                row_number() OVER (
                    PARTITION BY reason IS NULL,
-                                CASE WHEN reason IS NULL
-                                     THEN {key} || '@' || updated_at::VARCHAR
-                                     ELSE md5({lit(source)} || source_ref || raw_text) END
+                                CASE WHEN reason IS NULL THEN {key} END,
+                                CASE WHEN reason IS NULL THEN updated_at END,
+                                dead_letter_id
                    {order}) AS nth
-        FROM (SELECT {columns}, {reason} AS reason, {kind} AS dead_reason,
-                     {ref} AS source_ref, {text} AS raw_text{extra}
-              FROM {relation})
+        FROM (SELECT *, CASE WHEN reason IS NOT NULL
+                             THEN md5({lit(source)} || source_ref || raw_text) END
+                            AS dead_letter_id
+              FROM (SELECT {columns}, {reason} AS reason, {kind} AS dead_reason,
+                           {ref} AS source_ref, {text} AS raw_text{extra}
+                    FROM {relation}))
         """
     )
     try:
@@ -255,12 +269,13 @@ def land_records(
     """Land one chunk of source rows (one record type) in one transaction (the chunk loop's
     ``land`` for the app source): :func:`judge_records`, then :func:`land_judged`."""
     spec = _spec_of(con, input_relation)
-    try:
-        judge_records(con, spec, input_relation, source)
-    except BaseException:
-        drop_outcomes(con, [spec])
-        raise
-    return land_judged(con, [spec], source, batch_id, bookkeeping, ingested_at, in_transaction)
+    with unordered(con):
+        try:
+            judge_records(con, spec, input_relation, source)
+        except BaseException:
+            drop_outcomes(con, [spec])
+            raise
+        return land_judged(con, [spec], source, batch_id, bookkeeping, ingested_at, in_transaction)
 
 
 # --- the reader --------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,8 +159,8 @@ def _suppressed_sql(suppression: bool) -> str:
 def _has_suppression(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(
         con.execute(
-            "SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
-            [SUPPRESSION_FUNCTION],
+            "SELECT count(*) FROM duckdb_functions() "
+            f"WHERE function_name = {lit(SUPPRESSION_FUNCTION)}"
         ).fetchone()[0]
     )
 
@@ -266,6 +267,22 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
 
 
+@contextmanager
+def unordered(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB write without keeping the row order, then restore the default.
+
+    What landing writes carries its order where it matters (``ord``), and row order in a raw
+    table means nothing: without it DuckDB's threads each append their own rows (no ordered
+    merge of their results, less held in memory).
+    """
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):  # an invalidated connection: the error says why
+            con.execute("SET preserve_insertion_order = true")
+
+
 def _land_judged(
     con: duckdb.DuckDBPyConnection,
     tag: str,
@@ -276,8 +293,7 @@ def _land_judged(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(_repeats_sql())
-        # Row order inside a raw table means nothing: let DuckDB write in parallel.
-        con.execute("SET preserve_insertion_order = false")
+        # Row order inside a raw table means nothing either (land_chunk turned the order off).
         skipped = SKIPPED_CODECS[zstd_strings(con)]
         con.execute(f"SET disabled_compression_methods = {lit(skipped)}")
         for sql in _insert_sql(tag):
@@ -293,7 +309,6 @@ def _land_judged(
         raise
     finally:
         with contextlib.suppress(duckdb.Error):  # an invalidated connection: the error says why
-            con.execute("SET preserve_insertion_order = true")
             con.execute("RESET disabled_compression_methods")
     return counts
 
@@ -317,8 +332,9 @@ def land_chunk(
     stamp = lit(ingested_at or utc_now())
     tag = f"{lit(source)}, source_ref, {lit(batch_id)}, {stamp}"
     try:
-        con.execute(_judge_sql(input_relation, source, _has_suppression(con)))
-        return _land_judged(con, tag, bookkeeping, in_transaction)
+        with unordered(con):
+            con.execute(_judge_sql(input_relation, source, _has_suppression(con)))
+            return _land_judged(con, tag, bookkeeping, in_transaction)
     finally:
         for name in ("_ingest_judged", "_ingest_repeats"):
             with contextlib.suppress(duckdb.Error):  # an invalidated connection: see the error

@@ -34,6 +34,7 @@ from searchflow.ingest.app import (
     land_judged,
     outcome_table,
 )
+from searchflow.ingest.land import unordered
 
 TYPED = "_ingest_records"  # one record type's lines, typed
 
@@ -97,6 +98,22 @@ def land_record_lines(
     """
     ensure_app_schema(con)
     specs = [RECORDS[t] for t in RECORD_TYPES]
+    with unordered(con):
+        return _land_record_lines(
+            con, specs, input_relation, source, batch_id, bookkeeping, ingested_at, in_transaction
+        )
+
+
+def _land_record_lines(
+    con: duckdb.DuckDBPyConnection,
+    specs: Sequence[RecordTable],
+    input_relation: str,
+    source: str,
+    batch_id: str,
+    bookkeeping: Sequence[str],
+    ingested_at: datetime | None,
+    in_transaction: Any,
+) -> dict[str, dict[str, int]]:
     try:
         for spec in specs:
             con.execute(
