@@ -176,6 +176,11 @@ def _redis_rows(root: Path, events: int) -> list[Row]:
     ]
 
 
+def _events(summary: dict) -> int:
+    """Event lines read (the users' and bookings' change records beside them left out)."""
+    return sum(summary["per_type"].get(t, {}).get("read", 0) for t in EVENT_TYPES)
+
+
 def run(scale: float) -> list[Row]:
     events = max(1000, int(FULL * scale))
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -214,7 +219,9 @@ def run(scale: float) -> list[Row]:
                 # CPU seconds of the process (all threads): steadier than wall time on a shared box
                 note=(
                     f"landed {first['landed']:,}; median of {REPEAT}; "
-                    f"cpu ours {ours_cpu:.1f}s, seed {seed_cpu:.1f}s"
+                    f"cpu ours {ours_cpu:.1f}s, seed {seed_cpu:.1f}s; "
+                    f"{_events(first) / ours_first / 1e6:.2f}M events/s "
+                    "(issue 17: >= 0.5M/s); load " + "/".join(f"{x:.1f}" for x in os.getloadavg())
                 ),
             )
         )
