@@ -24,17 +24,14 @@
     since the model's last run (or not staged at all), minus the events already staged, so a batch
     released later is picked up by the next run and re-running never stages an event twice. -#}
 {% macro published_raw_rows(table) -%}
-    select event_id, event_time, payload, batch_id, ingested_at
-    from (
-        select
-            r.event_id,
-            r.event_time,
-            r.payload,
-            r.batch_id,
-            r.ingested_at,
-            row_number() over (
-                partition by r.event_id, r.event_time order by r.ingested_at, r.batch_id
-            ) as copy_number
+    {#- The repeated (event_id, event_time) pairs are found from the two key columns alone, and only
+        their rows go through the ranking window: every other row's payload streams straight through
+        instead of being sorted. Ingestion lands each event_id once, so the repeats are normally
+        none and this stays a defensive check. The payload-bearing scan is written out, not shared
+        as a CTE, which an engine could materialise with every payload; the repeats' CTE holds keys.
+        Their copies need no incremental filter: a pair already staged is not a new repeat. -#}
+    {%- set published -%}
+        select r.event_id, r.event_time, r.payload, r.batch_id, r.ingested_at
         from {{ source('raw', table) }} as r
         inner join {{ source('ops', 'batches') }} as b on b.batch_id = r.batch_id
         where b.stage = 'ingestion'
@@ -49,6 +46,34 @@
                 where t.event_id = r.event_id and t.event_time = r.event_time
             )
         {%- endif %}
+    {%- endset -%}
+    with repeated as (
+        select k.event_id, k.event_time
+        from ({{ published }}) as k
+        group by k.event_id, k.event_time
+        having count(*) > 1
+    )
+
+    select single.event_id, single.event_time, single.payload, single.batch_id, single.ingested_at
+    from ({{ published }}) as single
+    where not exists (
+        select 1 from repeated as d
+        where d.event_id = single.event_id and d.event_time = single.event_time
+    )
+    union all
+    select event_id, event_time, payload, batch_id, ingested_at
+    from (
+        select
+            r.event_id, r.event_time, r.payload, r.batch_id, r.ingested_at,
+            row_number() over (
+                partition by r.event_id, r.event_time order by r.ingested_at, r.batch_id
+            ) as copy_number
+        from repeated as d
+        inner join {{ source('raw', table) }} as r
+            on r.event_id = d.event_id and r.event_time = d.event_time
+        inner join {{ source('ops', 'batches') }} as b on b.batch_id = r.batch_id
+        where b.stage = 'ingestion'
+            and b.state = 'published'
     ) as copies
     where copy_number = 1
 {%- endmacro %}
