@@ -187,14 +187,20 @@ def native_rows(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple[object
     ).fetchall()
 
 
-def copy_table(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
-    """``CREATE TABLE target AS SELECT * FROM source`` (quoted names); in a PostgreSQL warehouse
-    run there, so the copy keeps the source's column types."""
-    statement = f"CREATE TABLE {target} AS SELECT * FROM {source}"
+def execute_in_place(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Run ``statement`` (SQL both engines read) where the warehouse lives: through
+    :func:`native` in a PostgreSQL warehouse, so what it creates keeps PostgreSQL's own types and
+    view definitions, and on the connection itself in a DuckDB file."""
     if on_postgres(con):
         native(con, statement)
     else:
         con.execute(statement)
+
+
+def copy_table(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
+    """``CREATE TABLE target AS SELECT * FROM source`` (quoted names); in a PostgreSQL warehouse
+    run there, so the copy keeps the source's column types."""
+    execute_in_place(con, f"CREATE TABLE {target} AS SELECT * FROM {source}")
 
 
 def _literal(text: str) -> str:

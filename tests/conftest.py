@@ -9,10 +9,8 @@ also runs on a laptop with only Python.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -27,6 +25,7 @@ from searchflow.services import (
     port_open,
     with_redis_db,
 )
+from tests.databases import scratch_database
 
 # Keep the environment of the developer running the tests out of the tests.
 for _name in list(os.environ):
@@ -55,11 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(END_TO_END):
             item.add_marker(pytest.mark.e2e)
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture(scope="session")
@@ -95,17 +89,8 @@ def redis_base_url(service_root: Path) -> str:
 @pytest.fixture(scope="session")
 def postgres_session_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
-    name = f"sf_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(postgres_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(postgres_admin_url, name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database(postgres_admin_url, f"sf_test_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -35,7 +35,14 @@ from searchflow.config import Settings
 from searchflow.errors import SearchflowError, UsageError
 from searchflow.transform import candidate
 from searchflow.transform.runner import AFTER_PUBLICATION, summarize
-from searchflow.warehouse import native, native_rows, on_postgres, session, table_exists
+from searchflow.warehouse import (
+    execute_in_place,
+    native,
+    native_rows,
+    on_postgres,
+    session,
+    table_exists,
+)
 
 SNAPSHOT = "snapshots.user_segments_snapshot"
 # The snapshot as it was before this publication's run, while the publication can still roll back.
@@ -53,7 +60,7 @@ def _split(qualified: str) -> tuple[str, str]:
 
 def _view_sql(con: duckdb.DuckDBPyConnection, qualified: str) -> str | None:
     """The statement that recreates the published view as it is now (None: no view); in a
-    PostgreSQL warehouse, PostgreSQL's own (run it with :func:`_restore_view`)."""
+    PostgreSQL warehouse, PostgreSQL's own (run it with :func:`execute_in_place`)."""
     schema, table = _split(qualified)
     if on_postgres(con):
         rows = native_rows(
@@ -82,14 +89,6 @@ def _pg_view(schema: str, table: str, source: str) -> str:
         f'CREATE SCHEMA IF NOT EXISTS "{schema}"; DROP VIEW IF EXISTS "{schema}"."{table}"; '
         f'CREATE VIEW "{schema}"."{table}" AS SELECT * FROM {source}'
     )
-
-
-def _restore_view(con: duckdb.DuckDBPyConnection, statement: str) -> None:
-    """Run a statement :func:`_view_sql` returned."""
-    if on_postgres(con):
-        native(con, statement)
-    else:
-        con.execute(statement)
 
 
 def _literal(text: str) -> str:
@@ -249,9 +248,9 @@ def _roll_back(
         for name, statement in before.items():
             if statement is None:
                 schema, table = _split(name)
-                _restore_view(con, f'DROP VIEW IF EXISTS "{schema}"."{table}"')
+                execute_in_place(con, f'DROP VIEW IF EXISTS "{schema}"."{table}"')
             else:
-                _restore_view(con, statement)
+                execute_in_place(con, statement)
         con.execute(f"DELETE FROM {ledger.PUBLISH_LOG} WHERE version = ?", [version])
         if had_snapshot:
             con.execute(f"DELETE FROM {SNAPSHOT}")

@@ -44,5 +44,5 @@ def test_views_repoint_in_the_transaction_and_restore(home: Path, warehouse_url:
         publish.repoint(con, {"analytics.fct": "analytics__v2.fct"})
         assert _columns(con) == ["a", "b"]
         assert not publish._is_table(con, "analytics.fct")
-        publish._restore_view(con, before)
+        warehouse.execute_in_place(con, before)
         assert _columns(con) == ["a"]
