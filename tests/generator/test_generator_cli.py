@@ -131,6 +131,9 @@ def test_live_mode_stops_cleanly_on_ctrl_c(env, home):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A test run started in the background of a non-interactive shell inherits SIGINT
+        # ignored, and Python then installs no Ctrl-C handler: give the child a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     search = home / "events" / "search"
     deadline = time.monotonic() + 90
